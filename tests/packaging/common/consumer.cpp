@@ -2,7 +2,7 @@
 #include <iostream>
 #include <vector>
 
-#include <kaizen/core.hpp>
+#include <kaizen/kaizen.hpp>
 
 namespace {
 struct LengthReward {  // a user's outcome reward: shorter completions score higher
