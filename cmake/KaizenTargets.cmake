@@ -37,6 +37,15 @@ function(kaizen_add_test name)
   cmake_parse_arguments(ARG "NO_PCH" "" "LABELS" ${ARGN})
   find_package(Catch2 2.13 REQUIRED)
   include(Catch)
+  # ctest discovery splits Catch2's test list as a CMake list: a test name holding ';', '[' or ']'
+  # silently swallows every test after it into one. Refuse such names at configure time.
+  foreach(src IN LISTS ARG_UNPARSED_ARGUMENTS)
+    file(STRINGS ${CMAKE_CURRENT_SOURCE_DIR}/${src} _bad REGEX "TEST_CASE\\(\"[^\"]*[];[]")
+    if(_bad)
+      message(FATAL_ERROR "${src}: Catch2 test names must not contain ';', '[' or ']' (ctest discovery "
+                          "breaks on them): ${_bad}")
+    endif()
+  endforeach()
   add_executable(${name} ${ARG_UNPARSED_ARGUMENTS})
   target_link_libraries(${name} PRIVATE kaizen::kaizen kaizen_project_options Catch2::Catch2WithMain)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests)

@@ -5,7 +5,7 @@
 
 #include <kaizen/core/rng.hpp>
 
-TEST_CASE("uniform01 lies in [0, 1) and has mean 1/2", "[core][rng]") {
+TEST_CASE("uniform01 lies in the half-open unit interval with mean 1/2", "[core][rng]") {
   kaizen::Rng rng(42);
   double sum = 0;
   for (int i = 0; i < 100000; ++i) {
