@@ -36,7 +36,9 @@ endfunction()
 function(kaizen_add_test name)
   cmake_parse_arguments(ARG "NO_PCH" "" "LABELS" ${ARGN})
   find_package(Catch2 2.13 REQUIRED)
-  include(Catch)
+  # Catch2's package adds its folder to CMAKE_MODULE_PATH only on the first find, and only in this
+  # function's scope, so include Catch.cmake by path.
+  include(${Catch2_DIR}/Catch.cmake)
   # ctest discovery splits Catch2's test list as a CMake list: a test name holding ';', '[' or ']'
   # silently swallows every test after it into one. Refuse such names at configure time.
   foreach(src IN LISTS ARG_UNPARSED_ARGUMENTS)
