@@ -18,7 +18,7 @@ std::vector<std::int64_t> row(const torch::Tensor& t, std::int64_t b) {
   const torch::Tensor r = t[b].to(torch::kInt64).contiguous();
   return {r.data_ptr<std::int64_t>(), r.data_ptr<std::int64_t>() + r.numel()};
 }
-std::vector<std::int64_t> all(const torch::Tensor& t) {
+std::vector<std::int64_t> values(const torch::Tensor& t) {
   const torch::Tensor r = t.to(torch::kInt64).contiguous();
   return {r.data_ptr<std::int64_t>(), r.data_ptr<std::int64_t>() + r.numel()};
 }
@@ -42,9 +42,9 @@ TEST_CASE("collate pads on the right with aligned masks, positions and log-probs
   CHECK(row(b.position_ids, 1) == std::vector<std::int64_t>{0, 1, 0, 0, 0});
   CHECK(frow(b.old_logprobs, 0) == std::vector<float>{0.0F, 0.0F, -0.1F, -0.2F, -0.3F});
   CHECK(frow(b.old_logprobs, 1) == std::vector<float>{0.0F, -1.5F, 0.0F, 0.0F, 0.0F});
-  CHECK(all(b.prompt_lengths) == std::vector<std::int64_t>{2, 1});
-  CHECK(all(b.completion_lengths) == std::vector<std::int64_t>{3, 1});
-  CHECK(all(b.truncated) == std::vector<std::int64_t>{0, 1});
+  CHECK(values(b.prompt_lengths) == std::vector<std::int64_t>{2, 1});
+  CHECK(values(b.completion_lengths) == std::vector<std::int64_t>{3, 1});
+  CHECK(values(b.truncated) == std::vector<std::int64_t>{0, 1});
   CHECK(b.rewards[0].item<float>() == 1.0F);
   CHECK(b.padding == Padding::right);
 }
@@ -65,7 +65,7 @@ TEST_CASE("collate of prompts x group_size completions assigns group ids", "[cor
   const std::vector<Completion> completions{{.tokens = {4}}, {.tokens = {5}}, {.tokens = {6}}, {.tokens = {7, 8}}};
   const std::vector<double> rewards{1, 0, 0, 1};
   const TokenBatch b = collate(prompts, completions, rewards, 2, {.vocab_size = 9});
-  CHECK(all(b.group_ids) == std::vector<std::int64_t>{0, 0, 1, 1});
+  CHECK(values(b.group_ids) == std::vector<std::int64_t>{0, 0, 1, 1});
   CHECK(row(b.input_ids, 3) == std::vector<std::int64_t>{2, 3, 7, 8});
   CHECK_FALSE(b.old_logprobs.defined());  // no sampler log-probs were given
 }
