@@ -1,0 +1,13 @@
+// kaizen/search.hpp - tree search over reasoning steps: the arena tree, the SearchProblem concept,
+// batched MCTS (PUCT/UCT, virtual loss, widening, ReST-MCTS* backup, state merging), trace export,
+// process-reward beam search, best-of-N / sharpening, and iterative deepening.
+#pragma once
+
+#include <kaizen/search/beam.hpp>
+#include <kaizen/search/best_of_n.hpp>
+#include <kaizen/search/iterative_deepening.hpp>
+#include <kaizen/search/mcts.hpp>
+#include <kaizen/search/merge.hpp>
+#include <kaizen/search/problem.hpp>
+#include <kaizen/search/trace.hpp>
+#include <kaizen/search/tree.hpp>
