@@ -1,0 +1,645 @@
+// kaizen/torch/ops.hpp - autograd ops on the hot paths, dispatching CUDA tensors to kaizen::kernels
+// and CPU tensors to fused CPU loops.
+//
+//   token_logprobs(logits, targets, {.temperature, .with_entropy, .inplace_backward})
+//       logp = log softmax(x / T)[y], H = entropy of softmax(x / T); fwd and bwd in one pass each.
+//   fused_linear_logprobs(hidden, weight, targets, {...})
+//       the same from hidden [N, H] and the output embedding [V, H], chunked over tokens so the [N, V]
+//       logits never exist in full; backward recomputes each chunk's logits (3 GEMMs per chunk).
+//   group_stats(values, offsets, {...})
+//       segmented mean / std over contiguous groups and the normalised advantages (GRPO).
+//   sample_tokens(logits, params, rng)
+//       temperature + top-k + top-p + min-p sampling without a full sort; returns the id, its log-prob
+//       under softmax(x / T) (what token_logprobs gives the trainer) and under the filtered distribution.
+//
+// Dispatch (DESIGN.md §5): a CUDA tensor goes to kaizen::kernels when kaizen was built with them
+// (KAIZEN_WITH_CUDA, kaizen/config.hpp); without them a CUDA tensor is an error naming the fix. CPU
+// tensors take the fused loops of kaizen/torch/ops/cpu_rows.hpp, parallel over rows (at::parallel_for).
+// Math and derivations: cpu_rows.hpp and kernels/include/kaizen/kernels/token_logprobs.hpp.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <functional>
+#include <string_view>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <kaizen/config.hpp>
+#include <kaizen/core/error.hpp>
+#include <kaizen/core/rng.hpp>
+#include <kaizen/core/types.hpp>
+#include <kaizen/torch/ops/cpu_rows.hpp>
+
+#if KAIZEN_WITH_CUDA
+#include <c10/cuda/CUDAStream.h>
+
+#include <kaizen/kernels/group_stats.hpp>
+#include <kaizen/kernels/sampling.hpp>
+#include <kaizen/kernels/token_logprobs.hpp>
+#endif
+
+namespace kaizen::ops {
+
+/// Options of token_logprobs / fused_linear_logprobs.
+struct TokenLogprobOptions {
+  double temperature = 1.0;       ///< > 0 and finite; logits are divided by it
+  bool with_entropy = false;      ///< also return the entropy of softmax(logits / T) (differentiable)
+  bool inplace_backward = false;  ///< token_logprobs: write grad_logits into the logits buffer (the
+                                  ///< logits are garbage afterwards; only for a terminal use of them)
+  std::int64_t chunk_size = 0;    ///< fused_linear_logprobs: tokens per chunk; 0 = chosen for the shape
+};
+
+/// Per-token results, shaped like the targets; float32 (float64 for float64 inputs).
+struct TokenLogprobs {
+  torch::Tensor logprobs;  ///< log softmax(x / T)[y]
+  torch::Tensor entropy;   ///< entropy of softmax(x / T); undefined unless with_entropy
+};
+
+namespace detail {
+
+inline void check_device(std::string_view fn, const torch::Tensor& t) {
+  if (t.is_cuda()) {
+    KAIZEN_CHECK(kWithCudaKernels, fn, ": got a CUDA tensor (", t.device(),
+                 ") but kaizen was built without its CUDA kernels (KAIZEN_WITH_CUDA=0); reconfigure with a CUDA "
+                 "compiler and -DKAIZEN_ENABLE_CUDA=ON, or move the tensors to the CPU");
+    return;
+  }
+  KAIZEN_CHECK(t.is_cpu(), fn, ": expected a CPU or CUDA tensor, got device ", t.device());
+}
+
+inline bool is_float_dtype(c10::ScalarType s) {
+  return s == torch::kFloat32 || s == torch::kFloat64 || s == torch::kBFloat16 || s == torch::kFloat16;
+}
+
+inline c10::ScalarType stats_dtype(c10::ScalarType logits) {
+  return logits == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+}
+
+/// Checks targets (int64, on `device`, shaped `leading`, ids in [0, v)) and the temperature.
+inline void check_targets(std::string_view fn, const torch::Tensor& targets, c10::Device device,
+                          c10::IntArrayRef leading, std::string_view what, c10::IntArrayRef what_sizes, std::int64_t v,
+                          double temperature) {
+  KAIZEN_CHECK(targets.device() == device, fn, ": expected targets on the ", what, "' device ", device, ", got ",
+               targets.device());
+  KAIZEN_CHECK(targets.scalar_type() == torch::kInt64, fn, ": expected int64 targets, got ", targets.scalar_type());
+  KAIZEN_CHECK(targets.sizes() == leading, fn, ": expected targets of shape ", leading, " for ", what, " ",
+               what_sizes, ", got ", targets.sizes());
+  KAIZEN_CHECK(v >= 1, fn, ": expected a vocabulary of at least 1, got ", v);
+  KAIZEN_CHECK(std::isfinite(temperature) && temperature > 0, fn, ": expected a finite temperature > 0, got ",
+               temperature);
+  if (targets.numel() > 0) {
+    const auto [lo, hi] = torch::aminmax(targets);
+    const auto min_id = lo.item<std::int64_t>();
+    const auto max_id = hi.item<std::int64_t>();
+    KAIZEN_CHECK(min_id >= 0 && max_id < v, fn, ": expected target ids in [0, ", v, "), got ids in [", min_id, ", ",
+                 max_id, "]");
+  }
+}
+
+/// Checks logits [N, V] / [B, T, V] against targets [N] / [B, T]; returns V.
+inline std::int64_t check_logits_targets(std::string_view fn, const torch::Tensor& logits,
+                                         const torch::Tensor& targets, double temperature) {
+  KAIZEN_CHECK(logits.defined() && targets.defined(), fn, ": expected defined logits and targets");
+  check_device(fn, logits);
+  KAIZEN_CHECK(is_float_dtype(logits.scalar_type()), fn,
+               ": expected logits of dtype float32, float64, bfloat16 or float16, got ", logits.scalar_type());
+  KAIZEN_CHECK(logits.dim() == 2 || logits.dim() == 3, fn, ": expected logits [N, V] or [B, T, V], got shape ",
+               logits.sizes());
+  const std::int64_t v = logits.size(-1);
+  check_targets(fn, targets, logits.device(), logits.sizes().slice(0, logits.dim() - 1), "logits", logits.sizes(), v,
+                temperature);
+  return v;
+}
+
+#if KAIZEN_WITH_CUDA
+inline kernels::DType kernel_dtype(std::string_view fn, c10::ScalarType s) {
+  switch (s) {
+    case torch::kFloat32: return kernels::DType::f32;
+    case torch::kBFloat16: return kernels::DType::bf16;
+    case torch::kFloat16: return kernels::DType::f16;
+    default: fail(fn, ": the CUDA kernels take float32, bfloat16 or float16 logits, got ", s);
+  }
+}
+inline void* current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+#endif
+
+/// Forward on 2-D contiguous logits [N, V] and targets [N]: {logprobs, lse, entropy-or-undefined}.
+inline std::vector<torch::Tensor> token_logprobs_forward(const torch::Tensor& logits, const torch::Tensor& targets,
+                                                        double temperature, bool with_entropy) {
+  const std::int64_t n = logits.size(0);
+  const std::int64_t v = logits.size(1);
+  const auto opts = logits.options().dtype(stats_dtype(logits.scalar_type()));
+  torch::Tensor logp = torch::empty({n}, opts);
+  torch::Tensor lse = torch::empty({n}, opts);
+  torch::Tensor entropy = with_entropy ? torch::empty({n}, opts) : torch::Tensor();
+  if (n == 0) return {logp, lse, entropy};
+#if KAIZEN_WITH_CUDA
+  if (logits.is_cuda()) {
+    constexpr std::string_view fn = "ops::token_logprobs";
+    kernels::token_logprobs_forward(logits.data_ptr(), kernel_dtype(fn, logits.scalar_type()),
+                                    targets.data_ptr<std::int64_t>(), n, v, logits.stride(0),
+                                    static_cast<float>(1.0 / temperature), logp.data_ptr<float>(),
+                                    lse.data_ptr<float>(), with_entropy ? entropy.data_ptr<float>() : nullptr,
+                                    current_stream());
+    return {logp, lse, entropy};
+  }
+#endif
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, logits.scalar_type(), "kaizen_token_logprobs", [&] {
+    using A = acc_t<scalar_t>;
+    const scalar_t* x = logits.data_ptr<scalar_t>();
+    const std::int64_t* y = targets.data_ptr<std::int64_t>();
+    A* out_lp = logp.data_ptr<A>();
+    A* out_lse = lse.data_ptr<A>();
+    A* out_h = with_entropy ? entropy.data_ptr<A>() : nullptr;
+    const A inv_t = static_cast<A>(1.0 / temperature);
+    const std::int64_t grain = std::max<std::int64_t>(1, 32768 / v);
+    at::parallel_for(0, n, grain, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) {
+        const scalar_t* row = x + i * v;
+        if (out_h != nullptr) {
+          const auto s = row_forward<true>(row, v, y[i], inv_t);
+          out_lp[i] = s.logprob;
+          out_lse[i] = s.lse;
+          out_h[i] = s.entropy;
+        } else {
+          const auto s = row_forward<false>(row, v, y[i], inv_t);
+          out_lp[i] = s.logprob;
+          out_lse[i] = s.lse;
+        }
+      }
+    });
+  });
+  return {logp, lse, entropy};
+}
+
+/// Backward on 2-D contiguous logits; grad_lp / grad_h may be undefined (= zero). Writes into `out`.
+inline void token_logprobs_backward(const torch::Tensor& logits, const torch::Tensor& targets, double temperature,
+                                    const torch::Tensor& lse, const torch::Tensor& entropy,
+                                    const torch::Tensor& grad_lp, const torch::Tensor& grad_h, torch::Tensor& out) {
+  const std::int64_t n = logits.size(0);
+  const std::int64_t v = logits.size(1);
+  if (n == 0) return;
+  const bool use_h = grad_h.defined();
+#if KAIZEN_WITH_CUDA
+  if (logits.is_cuda()) {
+    constexpr std::string_view fn = "ops::token_logprobs (backward)";
+    kernels::token_logprobs_backward(logits.data_ptr(), kernel_dtype(fn, logits.scalar_type()),
+                                     targets.data_ptr<std::int64_t>(), n, v, logits.stride(0),
+                                     static_cast<float>(1.0 / temperature), lse.data_ptr<float>(),
+                                     use_h ? entropy.data_ptr<float>() : nullptr,
+                                     grad_lp.defined() ? grad_lp.data_ptr<float>() : nullptr,
+                                     use_h ? grad_h.data_ptr<float>() : nullptr, out.data_ptr(), current_stream());
+    return;
+  }
+#endif
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, logits.scalar_type(), "kaizen_token_logprobs_bwd", [&] {
+    using A = acc_t<scalar_t>;
+    const scalar_t* x = logits.data_ptr<scalar_t>();
+    scalar_t* g = out.data_ptr<scalar_t>();
+    const std::int64_t* y = targets.data_ptr<std::int64_t>();
+    const A* l = lse.data_ptr<A>();
+    const A* h = use_h ? entropy.data_ptr<A>() : nullptr;
+    const A* glp = grad_lp.defined() ? grad_lp.data_ptr<A>() : nullptr;
+    const A* gh = use_h ? grad_h.data_ptr<A>() : nullptr;
+    const A inv_t = static_cast<A>(1.0 / temperature);
+    const std::int64_t grain = std::max<std::int64_t>(1, 32768 / v);
+    at::parallel_for(0, n, grain, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) {
+        const A g_lp = glp != nullptr ? glp[i] : A(0);
+        if (use_h)
+          row_backward<true>(x + i * v, v, y[i], inv_t, l[i], h[i], g_lp, gh[i], g + i * v);
+        else
+          row_backward<false>(x + i * v, v, y[i], inv_t, l[i], A(0), g_lp, A(0), g + i * v);
+      }
+    });
+  });
+}
+
+/// Upstream gradient in the statistics dtype, contiguous, or undefined when absent.
+inline torch::Tensor flat_grad(const torch::Tensor& g, std::int64_t n, c10::ScalarType dtype) {
+  if (!g.defined()) return {};
+  return g.reshape({n}).to(dtype).contiguous();
+}
+
+struct TokenLogprobFunction : torch::autograd::Function<TokenLogprobFunction> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits,
+                                                const torch::Tensor& targets, double temperature, bool with_entropy,
+                                                bool inplace_backward) {
+    auto outs = token_logprobs_forward(logits, targets, temperature, with_entropy);
+    ctx->saved_data["temperature"] = temperature;
+    ctx->saved_data["inplace"] = inplace_backward;
+    ctx->saved_data["with_entropy"] = with_entropy;
+    ctx->save_for_backward({logits, targets, outs[1], with_entropy ? outs[2] : outs[1]});
+    if (with_entropy) return {outs[0], outs[2]};
+    return {outs[0]};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& logits = saved[0];
+    const double temperature = ctx->saved_data["temperature"].toDouble();
+    const bool inplace = ctx->saved_data["inplace"].toBool();
+    const bool with_entropy = ctx->saved_data["with_entropy"].toBool();
+    const std::int64_t n = logits.size(0);
+    const auto sd = stats_dtype(logits.scalar_type());
+    const torch::Tensor g_lp = flat_grad(grads[0], n, sd);
+    const torch::Tensor g_h = with_entropy ? flat_grad(grads[1], n, sd) : torch::Tensor();
+    torch::Tensor out = inplace ? logits : torch::empty_like(logits);
+    token_logprobs_backward(logits, saved[1], temperature, saved[2], saved[3], g_lp, g_h, out);
+    return {out, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace detail
+
+/// Log-probability of each target id under softmax(logits / T), and optionally the entropy of that
+/// distribution, differentiable with respect to the logits (fused backward, see cpu_rows.hpp).
+///
+/// logits: [N, V] or [B, T, V], float32/float64/bfloat16/float16, CPU or CUDA; targets: int64 [N] or
+/// [B, T] on the same device with ids in [0, V). Returns tensors shaped like targets, float32 (float64
+/// for float64 logits). Non-contiguous logits are copied once; with inplace_backward the gradient is
+/// written into the logits buffer, which callers must not read afterwards.
+/// Throws kaizen::Error on a non-float logits dtype, non-int64 targets, mismatched shapes or devices,
+/// target ids out of range, a temperature that is not finite and > 0, or a CUDA tensor in a build
+/// without kernels.
+[[nodiscard]] inline TokenLogprobs token_logprobs(const torch::Tensor& logits, const torch::Tensor& targets,
+                                                 const TokenLogprobOptions& options = {}) {
+  constexpr std::string_view fn = "ops::token_logprobs";
+  const std::int64_t v = detail::check_logits_targets(fn, logits, targets, options.temperature);
+  KAIZEN_CHECK(!options.inplace_backward || logits.is_contiguous(), fn,
+               ": inplace_backward needs contiguous logits (the gradient is written into their buffer)");
+  const torch::Tensor flat = logits.reshape({-1, v}).contiguous();
+  const torch::Tensor ids = targets.reshape({-1}).contiguous();
+  auto outs = detail::TokenLogprobFunction::apply(flat, ids, options.temperature, options.with_entropy,
+                                                  options.inplace_backward);
+  TokenLogprobs result;
+  result.logprobs = outs[0].view(targets.sizes());
+  if (options.with_entropy) result.entropy = outs[1].view(targets.sizes());
+  return result;
+}
+
+/// Options of sample_tokens come from kaizen::SamplingParams (temperature, top_k, top_p, min_p).
+/// Result of sample_tokens, one entry per row.
+struct SampledTokens {
+  torch::Tensor ids;                ///< int64 [B]: the sampled token ids
+  torch::Tensor logprobs;           ///< float32 [B]: log softmax(x / T)[id] (what token_logprobs returns)
+  torch::Tensor filtered_logprobs;  ///< float32 [B]: log-prob of id under the truncated, renormalised
+                                    ///< distribution it was drawn from
+};
+
+namespace detail {
+
+/// Smallest value τ of `vals` (the probabilities, unnormalised, of the candidates) such that a token is
+/// kept iff the mass of strictly more probable candidates is < target; returns the kept threshold.
+/// Three-way quickselect on the mass: expected O(n), no sort.
+inline float top_p_threshold(std::vector<float>& vals, double target) {
+  float tau = std::numeric_limits<float>::infinity();
+  double above = 0.0;  // mass of candidates already known to be kept and larger than the range
+  auto first = vals.begin();
+  auto last = vals.end();
+  while (first != last) {
+    const float a = *first;
+    const float b = *(first + (last - first) / 2);
+    const float c = *(last - 1);
+    const float pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));  // median of three
+    const auto gt_end = std::partition(first, last, [pivot](float e) { return e > pivot; });
+    const auto eq_end = std::partition(gt_end, last, [pivot](float e) { return e == pivot; });
+    double mass_gt = 0.0;
+    for (auto it = first; it != gt_end; ++it) mass_gt += *it;
+    if (above + mass_gt >= target) {  // the pivot's exclusive mass reaches the target: it and all below go
+      last = gt_end;
+      continue;
+    }
+    tau = pivot;  // everything > pivot and = pivot is kept
+    above += mass_gt + static_cast<double>(pivot) * static_cast<double>(eq_end - gt_end);
+    if (above >= target) break;
+    first = eq_end;
+  }
+  return tau;
+}
+
+/// Samples one row on the CPU; `e` is scratch of size v. Returns {id, logprob, filtered logprob}.
+template <class T>
+std::tuple<std::int64_t, float, float> sample_row(const T* x, std::int64_t v, float inv_t, std::int64_t top_k,
+                                                  double top_p, double min_p, double uniform, std::vector<float>& e,
+                                                  std::vector<float>& scratch) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (std::int64_t j = 0; j < v; ++j) m = std::max(m, static_cast<float>(x[j]) * inv_t);
+  double total = 0.0;
+  for (std::int64_t j = 0; j < v; ++j) {
+    e[j] = exp_approx(std::max(static_cast<float>(x[j]) * inv_t - m, kMinExponent<float>));
+    total += e[j];
+  }
+  float tau = static_cast<float>(min_p);  // e_max = 1, so min-p keeps e >= min_p
+  if (top_k > 0 && top_k < v) {
+    scratch.assign(e.begin(), e.begin() + v);
+    std::nth_element(scratch.begin(), scratch.begin() + (top_k - 1), scratch.end(), std::greater<float>());
+    tau = std::max(tau, scratch[top_k - 1]);
+  }
+  if (top_p < 1.0) {
+    scratch.clear();
+    double survivors = 0.0;
+    for (std::int64_t j = 0; j < v; ++j)
+      if (e[j] >= tau) {
+        scratch.push_back(e[j]);
+        survivors += e[j];
+      }
+    tau = std::max(tau, top_p_threshold(scratch, top_p * survivors));
+  }
+  double kept = 0.0;
+  std::int64_t last_kept = 0;
+  for (std::int64_t j = 0; j < v; ++j)
+    if (e[j] >= tau) {
+      kept += e[j];
+      last_kept = j;
+    }
+  const double r = uniform * kept;
+  std::int64_t id = last_kept;  // reached only if rounding leaves r at the very top of the mass
+  double acc = 0.0;
+  for (std::int64_t j = 0; j < v; ++j) {
+    if (e[j] < tau) continue;
+    acc += e[j];
+    if (acc > r) {
+      id = j;
+      break;
+    }
+  }
+  const float d = static_cast<float>(x[id]) * inv_t - m;
+  return {id, d - static_cast<float>(std::log(total)), d - static_cast<float>(std::log(kept))};
+}
+
+}  // namespace detail
+
+/// Draws one token per row of `logits` [B, V] (or [V]) after temperature, top-k, top-p and min-p, in
+/// that order, without sorting the vocabulary:
+///   z = x / T;  p = softmax(z);  keep p_j ≥ min_p · max p;  keep the top_k largest (ties at the k-th
+///   value are all kept);  among those, keep token j iff the renormalised mass of strictly more probable
+///   kept tokens is < top_p;  draw by inverse CDF in vocabulary order with one kaizen::uniform01 per row.
+/// The same definitions run on CPU and CUDA (one CTA per row; thresholds by bisection on the value).
+/// `rng` advances by B draws. Returns ids int64 [B] and two float32 [B] log-probs (see SampledTokens).
+/// Throws kaizen::Error on invalid params (kaizen::validate), a non-float dtype, a rank other than 1
+/// or 2, an empty vocabulary, or a CUDA tensor in a build without kernels.
+[[nodiscard]] inline SampledTokens sample_tokens(const torch::Tensor& logits, const SamplingParams& params, Rng& rng) {
+  constexpr std::string_view fn = "ops::sample_tokens";
+  validate(params);
+  KAIZEN_CHECK(logits.defined(), fn, ": expected defined logits");
+  detail::check_device(fn, logits);
+  KAIZEN_CHECK(detail::is_float_dtype(logits.scalar_type()), fn,
+               ": expected logits of dtype float32, float64, bfloat16 or float16, got ", logits.scalar_type());
+  KAIZEN_CHECK(logits.dim() == 1 || logits.dim() == 2, fn, ": expected logits [B, V] or [V], got shape ",
+               logits.sizes());
+  const std::int64_t v = logits.size(-1);
+  KAIZEN_CHECK(v >= 1, fn, ": expected a vocabulary of at least 1, got logits of shape ", logits.sizes());
+  const torch::Tensor x = logits.reshape({-1, v}).contiguous();
+  const std::int64_t b = x.size(0);
+  std::vector<double> uniforms(static_cast<std::size_t>(b));
+  for (auto& u : uniforms) u = uniform01(rng);
+  const auto float_opts = torch::TensorOptions().dtype(torch::kFloat32).device(x.device());
+  SampledTokens out{torch::empty({b}, float_opts.dtype(torch::kInt64)), torch::empty({b}, float_opts),
+                    torch::empty({b}, float_opts)};
+  const float inv_t = static_cast<float>(1.0 / params.temperature);
+#if KAIZEN_WITH_CUDA
+  if (x.is_cuda()) {
+    const torch::Tensor u = torch::tensor(uniforms, torch::kFloat64).to(torch::kFloat32).to(x.device());
+    const torch::Tensor xx = x.scalar_type() == torch::kFloat64 ? x.to(torch::kFloat32) : x;
+    if (b > 0)
+      kernels::sample_tokens(xx.data_ptr(), detail::kernel_dtype(fn, xx.scalar_type()), b, v, inv_t, params.top_k,
+                             static_cast<float>(params.top_p), static_cast<float>(params.min_p),
+                             u.data_ptr<float>(), out.ids.data_ptr<std::int64_t>(), out.logprobs.data_ptr<float>(),
+                             out.filtered_logprobs.data_ptr<float>(), detail::current_stream());
+    if (logits.dim() == 1) return {out.ids.squeeze(0), out.logprobs.squeeze(0), out.filtered_logprobs.squeeze(0)};
+    return out;
+  }
+#endif
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "kaizen_sample_tokens", [&] {
+    const scalar_t* data = x.data_ptr<scalar_t>();
+    auto* ids = out.ids.data_ptr<std::int64_t>();
+    auto* lp = out.logprobs.data_ptr<float>();
+    auto* flp = out.filtered_logprobs.data_ptr<float>();
+    at::parallel_for(0, b, 1, [&](std::int64_t begin, std::int64_t end) {
+      std::vector<float> e(static_cast<std::size_t>(v));
+      std::vector<float> scratch;
+      for (std::int64_t i = begin; i < end; ++i) {
+        const auto [id, logp, filtered] = detail::sample_row(data + i * v, v, inv_t, params.top_k, params.top_p,
+                                                             params.min_p, uniforms[static_cast<std::size_t>(i)], e,
+                                                             scratch);
+        ids[i] = id;
+        lp[i] = logp;
+        flp[i] = filtered;
+      }
+    });
+  });
+  if (logits.dim() == 1) return {out.ids.squeeze(0), out.logprobs.squeeze(0), out.filtered_logprobs.squeeze(0)};
+  return out;
+}
+
+namespace detail {
+
+/// Tokens per chunk of fused_linear_logprobs: the chunk's logits stay under a budget (0.625 GiB on
+/// CUDA, kernels.md §2c: C of 1-2K tokens amortises the weight-gradient traffic; 64 MiB on the CPU so
+/// a chunk stays near the caches), rounded down to a multiple of 128 tokens when that is ≥ 128.
+inline std::int64_t auto_chunk(std::int64_t n, std::int64_t v, const torch::Tensor& weight) {
+  const double budget = weight.is_cuda() ? 0.625 * (1ULL << 30) : 64.0 * (1ULL << 20);
+  auto c = static_cast<std::int64_t>(budget / (static_cast<double>(v) * static_cast<double>(weight.element_size())));
+  if (c >= 128) c -= c % 128;
+  return std::clamp<std::int64_t>(c, 1, std::max<std::int64_t>(n, 1));
+}
+
+struct FusedLinearFunction : torch::autograd::Function<FusedLinearFunction> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
+                                                const torch::Tensor& weight, const torch::Tensor& targets,
+                                                double temperature, bool with_entropy, std::int64_t chunk) {
+    const std::int64_t n = hidden.size(0);
+    const std::int64_t v = weight.size(0);
+    const auto sd = stats_dtype(hidden.scalar_type());
+    const auto opts = hidden.options().dtype(sd);
+    torch::Tensor logp = torch::empty({n}, opts);
+    torch::Tensor lse = torch::empty({n}, opts);
+    torch::Tensor entropy = with_entropy ? torch::empty({n}, opts) : torch::Tensor();
+    torch::Tensor buffer = torch::empty({std::min(chunk, n), v}, hidden.options());
+    const torch::Tensor wt = weight.t();
+    for (std::int64_t start = 0; start < n; start += chunk) {
+      const std::int64_t rows = std::min(chunk, n - start);
+      torch::Tensor logits = buffer.narrow(0, 0, rows);
+      torch::mm_out(logits, hidden.narrow(0, start, rows), wt);
+      const auto outs = token_logprobs_forward(logits, targets.narrow(0, start, rows), temperature, with_entropy);
+      logp.narrow(0, start, rows).copy_(outs[0]);
+      lse.narrow(0, start, rows).copy_(outs[1]);
+      if (with_entropy) entropy.narrow(0, start, rows).copy_(outs[2]);
+    }
+    ctx->saved_data["temperature"] = temperature;
+    ctx->saved_data["with_entropy"] = with_entropy;
+    ctx->saved_data["chunk"] = chunk;
+    ctx->save_for_backward({hidden, weight, targets, lse, with_entropy ? entropy : lse});
+    if (with_entropy) return {logp, entropy};
+    return {logp};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& hidden = saved[0];
+    const torch::Tensor& weight = saved[1];
+    const double temperature = ctx->saved_data["temperature"].toDouble();
+    const bool with_entropy = ctx->saved_data["with_entropy"].toBool();
+    const std::int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const std::int64_t n = hidden.size(0);
+    const std::int64_t v = weight.size(0);
+    const auto sd = stats_dtype(hidden.scalar_type());
+    const torch::Tensor g_lp = flat_grad(grads[0], n, sd);
+    const torch::Tensor g_h = with_entropy ? flat_grad(grads[1], n, sd) : torch::Tensor();
+    torch::Tensor grad_hidden = torch::empty_like(hidden);
+    torch::Tensor grad_weight = torch::zeros_like(weight);
+    torch::Tensor buffer = torch::empty({std::min(chunk, n), v}, hidden.options());
+    const torch::Tensor wt = weight.t();
+    for (std::int64_t start = 0; start < n; start += chunk) {
+      const std::int64_t rows = std::min(chunk, n - start);
+      const torch::Tensor h = hidden.narrow(0, start, rows);
+      torch::Tensor logits = buffer.narrow(0, 0, rows);
+      torch::mm_out(logits, h, wt);  // recompute this chunk's logits
+      token_logprobs_backward(logits, targets_slice(saved[2], start, rows), temperature,
+                              saved[3].narrow(0, start, rows), saved[4].narrow(0, start, rows),
+                              g_lp.defined() ? g_lp.narrow(0, start, rows) : torch::Tensor(),
+                              g_h.defined() ? g_h.narrow(0, start, rows) : torch::Tensor(), logits);
+      torch::Tensor gh = grad_hidden.narrow(0, start, rows);
+      torch::mm_out(gh, logits, weight);
+      grad_weight.addmm_(logits.t(), h);
+    }
+    return {grad_hidden, grad_weight, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+
+  static torch::Tensor targets_slice(const torch::Tensor& t, std::int64_t start, std::int64_t rows) {
+    return t.narrow(0, start, rows);
+  }
+};
+
+}  // namespace detail
+
+/// token_logprobs(hidden · weightᵀ, targets, options) without materialising the [N, V] logits: the
+/// tokens are processed in chunks of options.chunk_size (0 = chosen for the shape, see auto_chunk);
+/// the backward recomputes each chunk's logits and accumulates grad_weight chunk by chunk (in the
+/// weight dtype). Extra memory: one [chunk, V] logits buffer, in each pass.
+///
+/// hidden: [N, H] or [B, T, H]; weight: [V, H] (the output embedding / lm_head), same dtype and device;
+/// targets: int64 [N] or [B, T] in [0, V). Returns tensors shaped like targets (float32; float64 for
+/// float64 inputs). Differentiable with respect to hidden and weight.
+/// Throws kaizen::Error on mismatched dtypes, shapes or devices, targets out of range, a temperature that
+/// is not finite and > 0, a negative chunk_size, or a CUDA tensor in a build without kernels.
+[[nodiscard]] inline TokenLogprobs fused_linear_logprobs(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                                        const torch::Tensor& targets,
+                                                        const TokenLogprobOptions& options = {}) {
+  constexpr std::string_view fn = "ops::fused_linear_logprobs";
+  KAIZEN_CHECK(hidden.defined() && weight.defined() && targets.defined(), fn,
+               ": expected defined hidden, weight and targets");
+  detail::check_device(fn, hidden);
+  KAIZEN_CHECK(weight.device() == hidden.device(), fn, ": expected the weight on the hidden states' device ",
+               hidden.device(), ", got ", weight.device());
+  KAIZEN_CHECK(detail::is_float_dtype(hidden.scalar_type()), fn,
+               ": expected hidden of dtype float32, float64, bfloat16 or float16, got ", hidden.scalar_type());
+  KAIZEN_CHECK(weight.scalar_type() == hidden.scalar_type(), fn, ": expected the weight in the hidden dtype ",
+               hidden.scalar_type(), ", got ", weight.scalar_type());
+  KAIZEN_CHECK(hidden.dim() == 2 || hidden.dim() == 3, fn, ": expected hidden [N, H] or [B, T, H], got shape ",
+               hidden.sizes());
+  KAIZEN_CHECK(weight.dim() == 2 && weight.size(1) == hidden.size(-1), fn, ": expected weight [V, ",
+               hidden.size(-1), "] for hidden ", hidden.sizes(), ", got ", weight.sizes());
+  KAIZEN_CHECK(options.chunk_size >= 0, fn, ": expected chunk_size >= 0 (0 = automatic), got ", options.chunk_size);
+  detail::check_targets(fn, targets, hidden.device(), hidden.sizes().slice(0, hidden.dim() - 1), "hidden",
+                        hidden.sizes(), weight.size(0), options.temperature);
+  const torch::Tensor h = hidden.reshape({-1, hidden.size(-1)}).contiguous();
+  const torch::Tensor w = weight.contiguous();
+  const std::int64_t n = h.size(0);
+  const std::int64_t chunk = options.chunk_size > 0 ? options.chunk_size : detail::auto_chunk(n, w.size(0), w);
+  auto outs = detail::FusedLinearFunction::apply(h, w, targets.reshape({-1}).contiguous(), options.temperature,
+                                                 options.with_entropy, chunk);
+  TokenLogprobs result;
+  result.logprobs = outs[0].view(targets.sizes());
+  if (options.with_entropy) result.entropy = outs[1].view(targets.sizes());
+  return result;
+}
+
+/// Options of group_stats.
+struct GroupStatsOptions {
+  bool unbiased = true;   ///< σ divides by n − 1 (torch.std, verl/TRL GRPO) instead of n
+  double epsilon = 1e-6;  ///< added to σ before dividing (≥ 0)
+  bool scale = true;      ///< advantages (x − μ) / (σ + ε); false: x − μ (Dr. GRPO)
+};
+
+/// Per-group statistics and the group-normalised values.
+struct GroupStats {
+  torch::Tensor mean;        ///< float32 [G]
+  torch::Tensor std;         ///< float32 [G]
+  torch::Tensor advantages;  ///< float32 like values
+};
+
+/// Segmented mean / std of `values` [M] over contiguous groups [offsets[g], offsets[g+1]) and the
+/// normalised advantages (formulas: kaizen/kernels/group_stats.hpp); float64 accumulation on both devices.
+/// offsets: int64 [G + 1] on the values' device, offsets[0] = 0, non-decreasing, offsets[G] = M.
+/// Throws kaizen::Error on a non-floating or non-1-D `values`, malformed offsets, an empty group, a
+/// group of one member with the unbiased std, non-finite values, epsilon < 0, or a CUDA tensor in a
+/// build without kernels.
+[[nodiscard]] inline GroupStats group_stats(const torch::Tensor& values, const torch::Tensor& offsets,
+                                            const GroupStatsOptions& options = {}) {
+  constexpr std::string_view fn = "ops::group_stats";
+  KAIZEN_CHECK(values.defined() && offsets.defined(), fn, ": expected defined values and offsets");
+  detail::check_device(fn, values);
+  KAIZEN_CHECK(offsets.device() == values.device(), fn, ": expected offsets on the values' device ", values.device(),
+               ", got ", offsets.device());
+  KAIZEN_CHECK(values.dim() == 1 && detail::is_float_dtype(values.scalar_type()), fn,
+               ": expected 1-D floating values, got ", values.scalar_type(), " of shape ", values.sizes());
+  KAIZEN_CHECK(offsets.dim() == 1 && offsets.scalar_type() == torch::kInt64 && offsets.numel() >= 1, fn,
+               ": expected int64 offsets [G + 1], got ", offsets.scalar_type(), " of shape ", offsets.sizes());
+  KAIZEN_CHECK(options.epsilon >= 0, fn, ": expected epsilon >= 0, got ", options.epsilon);
+  const torch::Tensor off = offsets.to(torch::kCPU).contiguous();
+  const std::int64_t g = off.numel() - 1;
+  const std::int64_t* o = off.data_ptr<std::int64_t>();
+  KAIZEN_CHECK(o[0] == 0 && o[g] == values.numel(), fn, ": expected offsets from 0 to ", values.numel(),
+               " (the number of values), got ", o[0], " to ", o[g]);
+  const std::int64_t min_size = options.unbiased ? 2 : 1;
+  for (std::int64_t k = 0; k < g; ++k)
+    KAIZEN_CHECK(o[k + 1] - o[k] >= min_size, fn, ": expected every group to have at least ", min_size,
+                 options.unbiased ? " members (the unbiased std divides by n - 1)" : " member", ", group ", k,
+                 " has ", o[k + 1] - o[k]);
+  KAIZEN_CHECK(torch::isfinite(values).all().item<bool>(), fn, ": expected finite values");
+  const torch::Tensor x = values.to(torch::kFloat32).contiguous();
+  const auto opts = x.options();
+  GroupStats out{torch::empty({g}, opts), torch::empty({g}, opts), torch::empty_like(x)};
+#if KAIZEN_WITH_CUDA
+  if (x.is_cuda()) {
+    const torch::Tensor od = offsets.contiguous();
+    kernels::group_stats(x.data_ptr<float>(), od.data_ptr<std::int64_t>(), g, options.unbiased,
+                         static_cast<float>(options.epsilon), options.scale, out.mean.data_ptr<float>(),
+                         out.std.data_ptr<float>(), out.advantages.data_ptr<float>(), detail::current_stream());
+    return out;
+  }
+#endif
+  const float* xv = x.data_ptr<float>();
+  float* mean = out.mean.data_ptr<float>();
+  float* sd = out.std.data_ptr<float>();
+  float* adv = out.advantages.data_ptr<float>();
+  at::parallel_for(0, g, 64, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t k = begin; k < end; ++k) {
+      const double n = static_cast<double>(o[k + 1] - o[k]);
+      double sum = 0.0;
+      for (std::int64_t i = o[k]; i < o[k + 1]; ++i) sum += xv[i];
+      const double mu = sum / n;
+      double sq = 0.0;
+      for (std::int64_t i = o[k]; i < o[k + 1]; ++i) sq += (xv[i] - mu) * (xv[i] - mu);
+      const double sigma = std::sqrt(sq / (options.unbiased ? n - 1.0 : n));
+      mean[k] = static_cast<float>(mu);
+      sd[k] = static_cast<float>(sigma);
+      const double denom = options.scale ? sigma + options.epsilon : 1.0;
+      for (std::int64_t i = o[k]; i < o[k + 1]; ++i) adv[i] = static_cast<float>((xv[i] - mu) / denom);
+    }
+  });
+  return out;
+}
+
+}  // namespace kaizen::ops
