@@ -3,5 +3,13 @@
 #pragma once
 
 #include <kaizen/config.hpp>
+#include <kaizen/consistency.hpp>
 #include <kaizen/core.hpp>
+#include <kaizen/curriculum.hpp>
+#include <kaizen/loop.hpp>
+#include <kaizen/policy_gradient.hpp>
+#include <kaizen/preference.hpp>
+#include <kaizen/search.hpp>
+#include <kaizen/tasks.hpp>
+#include <kaizen/torch.hpp>
 #include <kaizen/version.hpp>

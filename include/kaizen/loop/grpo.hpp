@@ -1,0 +1,311 @@
+// kaizen/loop/grpo.hpp - the online group-relative policy-gradient loop (GRPO and its variants).
+//
+// One step, for prompts x_1..x_P drawn from the prompt source (arms from the curriculum if any):
+//   1. sample G completions y_p1..y_pG per prompt from the sampler (seed drawn from the loop's engine)
+//   2. r_pi = reward(x_p, y_pi);  optionally drop groups whose rewards are all equal (DAPO dynamic
+//      sampling) and sample fresh prompts to refill, up to `max_refill_rounds` times
+//   3. collate; log π_old = the trainer's log-probs of the sampled tokens under the sampling transform
+//      (no gradient); log π_ref likewise from the reference policy when the objective has a KL term
+//   4. A_pi = group_advantages(r, groups)            (kaizen::policy_gradient)
+//   5. for each epoch, for each mini-batch of groups (shuffled): loss = policy_loss(log π_θ, log π_old,
+//      log π_ref, A, completion mask, objective); backward; clip the global gradient norm; AdamW step
+//   6. curriculum.update(arms, mean |A| of each arm's group); report metrics; checkpoint
+// Resuming from a checkpoint (policy, optimiser, engine, curriculum, step) continues exactly as the run
+// that never stopped, because every random draw comes from the saved engine.
+//
+// References: Shao et al. 2024, "DeepSeekMath" (GRPO, arXiv 2402.03300); Yu et al. 2025, "DAPO"
+// (dynamic sampling, arXiv 2503.14476); Loshchilov & Hutter 2019, "Decoupled Weight Decay
+// Regularization" (AdamW, arXiv 1711.05101); Chen et al. 2025, "Self-Evolving Curriculum" (absolute
+// advantage as the curriculum's reward, arXiv 2505.14970).
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <kaizen/core/collate.hpp>
+#include <kaizen/core/curriculum.hpp>
+#include <kaizen/core/error.hpp>
+#include <kaizen/core/policy.hpp>
+#include <kaizen/core/reward.hpp>
+#include <kaizen/core/rng.hpp>
+#include <kaizen/core/sampler.hpp>
+#include <kaizen/core/types.hpp>
+#include <kaizen/loop/checkpoint.hpp>
+#include <kaizen/loop/metrics.hpp>
+#include <kaizen/policy_gradient/advantages.hpp>
+#include <kaizen/policy_gradient/dapo.hpp>
+#include <kaizen/policy_gradient/options.hpp>
+#include <kaizen/policy_gradient/policy_loss.hpp>
+#include <kaizen/torch/policy_logprobs.hpp>
+
+namespace kaizen::loop {
+
+/// Where prompts come from: `source(arm, rng) -> Prompt`, arm = the curriculum's draw, or -1 without one.
+template <class S>
+concept PromptSource = requires(S& s, ArmId arm, Rng& rng) {
+  { s(arm, rng) } -> std::convertible_to<Prompt>;
+};
+
+/// Stands in for "no curriculum".
+struct NoCurriculum {};
+
+struct GrpoConfig {
+  std::int64_t steps = 100;              ///< the run ends after this many steps (counting resumed ones)
+  std::int64_t prompts_per_step = 16;    ///< P, > 0
+  std::int64_t group_size = 8;           ///< G, >= 2
+  std::int64_t epochs = 1;               ///< optimisation passes over each step's rollouts, > 0
+  std::int64_t minibatch_groups = 0;     ///< groups per optimiser step; 0 = all kept groups at once
+  double learning_rate = 1e-4;           ///< AdamW, > 0
+  double weight_decay = 0.0;             ///< AdamW decoupled weight decay, >= 0
+  double beta1 = 0.9;                    ///< AdamW
+  double beta2 = 0.99;                   ///< AdamW
+  double max_grad_norm = 1.0;            ///< global gradient-norm clip; <= 0 = off
+  SamplingParams sampling{};             ///< how rollouts are drawn (its seed is replaced every step)
+  policy_gradient::GroupAdvantageOptions advantages{};
+  bool dynamic_sampling = false;         ///< drop groups whose rewards are all equal (DAPO)
+  std::int64_t max_refill_rounds = 0;    ///< extra sampling rounds to refill dropped groups (dynamic sampling)
+  std::uint64_t seed = 0;                ///< seeds the loop's engine (prompts, sampler seeds, shuffles)
+  CollateOptions collate{};              ///< pad id, vocabulary size, context (max_length), device
+  std::int64_t checkpoint_every = 0;     ///< > 0: save to checkpoint_dir every so many steps and at the end
+  std::filesystem::path checkpoint_dir;  ///< where checkpoints go
+  std::filesystem::path resume_from;     ///< non-empty: continue from this checkpoint
+};
+
+/// What a finished run hands back.
+struct GrpoResult {
+  std::int64_t steps = 0;             ///< steps completed (including resumed ones)
+  std::vector<nlohmann::json> history;  ///< the "grpo" metrics of the steps this call ran
+};
+
+namespace detail {
+
+/// The rows `index` [K] int64 of every per-row tensor of `batch`.
+[[nodiscard]] inline TokenBatch select_rows(const TokenBatch& batch, const torch::Tensor& index) {
+  TokenBatch out = batch;
+  for (torch::Tensor* t : {&out.input_ids, &out.attention_mask, &out.prompt_mask, &out.completion_mask,
+                           &out.position_ids, &out.old_logprobs, &out.rewards, &out.group_ids, &out.prompt_lengths,
+                           &out.completion_lengths, &out.truncated}) {
+    if (t->defined()) *t = t->index_select(0, index.to(t->device()));
+  }
+  return out;
+}
+
+inline void check_config(const GrpoConfig& c) {
+  KAIZEN_CHECK(c.group_size >= 2, "grpo: group_size must be >= 2 (a group-relative advantage needs at least two "
+               "samples per prompt), got ", c.group_size);
+  KAIZEN_CHECK(c.prompts_per_step > 0, "grpo: prompts_per_step must be > 0, got ", c.prompts_per_step);
+  KAIZEN_CHECK(c.epochs > 0, "grpo: epochs must be > 0, got ", c.epochs);
+  KAIZEN_CHECK(c.minibatch_groups >= 0, "grpo: minibatch_groups must be >= 0 (0 = all), got ", c.minibatch_groups);
+  KAIZEN_CHECK(c.learning_rate > 0.0, "grpo: learning_rate must be > 0, got ", c.learning_rate);
+  KAIZEN_CHECK(c.weight_decay >= 0.0, "grpo: weight_decay must be >= 0, got ", c.weight_decay);
+  KAIZEN_CHECK(c.steps >= 0, "grpo: steps must be >= 0, got ", c.steps);
+  KAIZEN_CHECK(c.max_refill_rounds >= 0, "grpo: max_refill_rounds must be >= 0, got ", c.max_refill_rounds);
+  KAIZEN_CHECK(c.checkpoint_every >= 0, "grpo: checkpoint_every must be >= 0, got ", c.checkpoint_every);
+  KAIZEN_CHECK(c.checkpoint_every == 0 || !c.checkpoint_dir.empty(),
+               "grpo: checkpoint_every > 0 needs a checkpoint_dir");
+  validate(c.sampling);
+}
+
+}  // namespace detail
+
+/// Runs GRPO from the current policy (or from `config.resume_from`) until `config.steps` steps are done.
+///
+/// `policy`: trained in place. `sampler`: must sample from the policy itself (e.g. lm::LlamaSampler over
+/// the same model) so that log π_old is on-policy. `reward`: any OutcomeReward. `source(arm, rng)`:
+/// prompts. `objective`: a policy_gradient::Objective (kGrpo, kDapo, ...). `reference`: the frozen
+/// reference policy for the objective's KL term (required when the objective's KL estimator is not
+/// none; ignored otherwise). `curriculum`: a kaizen::Curriculum whose arms are passed to `source`, or
+/// nullptr. `on_metrics` receives {"event":"grpo","step",...} after every step.
+/// Throws kaizen::Error on an invalid config (group_size < 2, ...), a missing reference for a KL
+/// objective, and for everything the sampler, reward, collate or policy_loss reject.
+template <Policy P, Sampler S, OutcomeReward R, PromptSource Src, class Ratio, class Clip, class Kl, class Aggregate,
+          class C = NoCurriculum>
+GrpoResult grpo(P& policy, S& sampler, R& reward, Src& source,
+                const policy_gradient::Objective<Ratio, Clip, Kl, Aggregate>& objective, const GrpoConfig& config,
+                const MetricsCallback& on_metrics = {}, P* reference = nullptr, C* curriculum = nullptr) {
+  using Clock = std::chrono::steady_clock;
+  constexpr bool kWithCurriculum = Curriculum<C>;
+  constexpr bool kWithKl = Kl::estimator != policy_gradient::KlEstimator::none;
+  detail::check_config(config);
+  if constexpr (kWithKl) {
+    KAIZEN_CHECK(reference != nullptr, "grpo: the objective has a KL term, so a reference policy is required");
+  }
+  const lm::LogitTransform transform = lm::LogitTransform::from(config.sampling);
+  std::vector<torch::Tensor> params = policy.parameters();
+  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(config.learning_rate)
+                                            .weight_decay(config.weight_decay)
+                                            .betas({config.beta1, config.beta2}));
+  LoopState state;
+  state.rng.seed(config.seed);
+  if (!config.resume_from.empty()) {
+    state = load_checkpoint(config.resume_from, policy, optimizer);
+    if constexpr (kWithCurriculum) {
+      KAIZEN_CHECK(curriculum != nullptr && !state.extra.is_null(),
+                   "grpo: resuming with a curriculum needs the curriculum state in the checkpoint");
+      curriculum->restore(state.extra);
+    }
+  }
+  auto save = [&] {
+    if constexpr (kWithCurriculum) {
+      if (curriculum != nullptr) state.extra = curriculum->state();
+    }
+    save_checkpoint(config.checkpoint_dir, policy, optimizer, state);
+  };
+
+  GrpoResult result;
+  const auto G = static_cast<std::size_t>(config.group_size);
+  while (state.step < config.steps) {
+    const auto t0 = Clock::now();
+    // 1-2. Prompts, rollouts, rewards; dynamic sampling keeps only informative groups.
+    std::vector<Prompt> prompts;
+    std::vector<ArmId> arms;
+    std::vector<Completion> completions;
+    std::vector<double> rewards;
+    std::int64_t sampled_groups = 0, dropped_groups = 0, sampled_tokens = 0;
+    double reward_sum = 0.0;
+    std::int64_t needed = config.prompts_per_step;
+    for (std::int64_t round = 0; round <= (config.dynamic_sampling ? config.max_refill_rounds : 0) && needed > 0; ++round) {
+      std::vector<ArmId> round_arms(static_cast<std::size_t>(needed), ArmId{-1});
+      if constexpr (kWithCurriculum) {
+        if (curriculum != nullptr) round_arms = curriculum->sample(static_cast<std::size_t>(needed), state.rng);
+      }
+      std::vector<Prompt> round_prompts, repeated;
+      for (ArmId arm : round_arms) round_prompts.push_back(source(arm, state.rng));
+      for (const Prompt& p : round_prompts)
+        for (std::size_t i = 0; i < G; ++i) repeated.push_back(p);
+      SamplingParams params = config.sampling;
+      params.seed = state.rng();
+      std::vector<Completion> round_completions = sampler.sample(std::span<const Prompt>(repeated), params);
+      KAIZEN_CHECK(round_completions.size() == repeated.size(), "grpo: the sampler returned ", round_completions.size(),
+                   " completions for ", repeated.size(), " prompts");
+      const std::vector<double> round_rewards =
+          score(reward, std::span<const Prompt>(repeated), std::span<const Completion>(round_completions));
+      sampled_groups += needed;
+      for (std::size_t p = 0; p < round_prompts.size(); ++p) {
+        bool constant = true;
+        for (std::size_t i = 0; i < G; ++i) {
+          reward_sum += round_rewards[p * G + i];
+          sampled_tokens += static_cast<std::int64_t>(round_completions[p * G + i].tokens.size());
+          constant = constant && round_rewards[p * G + i] == round_rewards[p * G];
+        }
+        if (config.dynamic_sampling && constant) {
+          ++dropped_groups;
+          continue;
+        }
+        prompts.push_back(round_prompts[p]);
+        arms.push_back(round_arms[p]);
+        for (std::size_t i = 0; i < G; ++i) {
+          completions.push_back(std::move(round_completions[p * G + i]));
+          rewards.push_back(round_rewards[p * G + i]);
+        }
+        --needed;
+        if (needed == 0) break;
+      }
+    }
+    const auto t1 = Clock::now();
+
+    nlohmann::json metrics = {{"event", "grpo"},
+                              {"step", state.step + 1},
+                              {"reward_mean", reward_sum / static_cast<double>(sampled_groups * config.group_size)},
+                              {"sampled_groups", sampled_groups},
+                              {"dropped_groups", dropped_groups},
+                              {"kept_groups", static_cast<std::int64_t>(prompts.size())},
+                              {"completion_length_mean",
+                               static_cast<double>(sampled_tokens) / static_cast<double>(sampled_groups * config.group_size)}};
+    std::vector<double> gains(prompts.size(), 0.0);
+    if (!prompts.empty()) {
+      // 3-4. Batch, old / reference log-probs, advantages.
+      TokenBatch batch = collate(std::span<const Prompt>(prompts), std::span<const Completion>(completions),
+                                 std::span<const double>(rewards), config.group_size, config.collate);
+      torch::Tensor old_logprobs, ref_logprobs;
+      {
+        torch::NoGradGuard no_grad;
+        old_logprobs = lm::policy_logprobs(policy, batch, transform);
+        if constexpr (kWithKl) ref_logprobs = lm::policy_logprobs(*reference, batch, transform);
+      }
+      if (batch.old_logprobs.defined()) {
+        const torch::Tensor diff = (old_logprobs - batch.old_logprobs.to(old_logprobs.dtype())).abs();
+        metrics["sampler_trainer_logprob_max_abs_diff"] = diff.max().item<double>();
+      }
+      const torch::Tensor advantages =
+          policy_gradient::group_advantages(batch.rewards.to(old_logprobs.dtype()), batch.group_ids, config.advantages);
+      {
+        const torch::Tensor abs_adv = advantages.abs().cpu().to(torch::kDouble).contiguous();
+        const auto a = abs_adv.accessor<double, 1>();
+        for (std::size_t p = 0; p < prompts.size(); ++p) {
+          for (std::size_t i = 0; i < G; ++i) gains[p] += a[static_cast<std::int64_t>(p * G + i)] / static_cast<double>(G);
+        }
+      }
+
+      // 5. Epochs over shuffled mini-batches of groups.
+      const auto groups = static_cast<std::int64_t>(prompts.size());
+      const std::int64_t per_batch = config.minibatch_groups > 0 ? std::min(config.minibatch_groups, groups) : groups;
+      double loss_sum = 0.0, kl_sum = 0.0, clip_sum = 0.0, entropy_sum = 0.0, grad_norm_sum = 0.0;
+      std::int64_t updates = 0;
+      for (std::int64_t epoch = 0; epoch < config.epochs; ++epoch) {
+        std::vector<std::int64_t> order(static_cast<std::size_t>(groups));
+        for (std::int64_t g = 0; g < groups; ++g) order[static_cast<std::size_t>(g)] = g;
+        for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[uniform_index(state.rng, i)]);
+        for (std::int64_t start = 0; start < groups; start += per_batch) {
+          std::vector<std::int64_t> rows;
+          for (std::int64_t g = start; g < std::min(groups, start + per_batch); ++g)
+            for (std::int64_t i = 0; i < config.group_size; ++i) rows.push_back(order[static_cast<std::size_t>(g)] * config.group_size + i);
+          const torch::Tensor index = torch::tensor(rows, torch::kLong);
+          const TokenBatch mb = detail::select_rows(batch, index);
+          const torch::Tensor idx = index.to(old_logprobs.device());
+          const torch::Tensor logprobs = lm::policy_logprobs(policy, mb, transform);
+          const auto out = policy_gradient::policy_loss(
+              logprobs, old_logprobs.index_select(0, idx),
+              ref_logprobs.defined() ? ref_logprobs.index_select(0, idx) : torch::Tensor(),
+              advantages.index_select(0, idx), mb.completion_mask, objective);
+          optimizer.zero_grad();
+          out.loss.backward();
+          double grad_norm = 0.0;
+          if (config.max_grad_norm > 0.0) grad_norm = torch::nn::utils::clip_grad_norm_(params, config.max_grad_norm);
+          optimizer.step();
+          loss_sum += out.metrics.loss;
+          kl_sum += out.metrics.kl;
+          clip_sum += out.metrics.clip_fraction_low + out.metrics.clip_fraction_high;
+          entropy_sum += out.metrics.entropy;
+          grad_norm_sum += grad_norm;
+          ++updates;
+        }
+      }
+      const auto n = static_cast<double>(updates);
+      metrics["loss"] = loss_sum / n;
+      metrics["kl"] = kl_sum / n;
+      metrics["clip_fraction"] = clip_sum / n;
+      metrics["entropy"] = entropy_sum / n;
+      metrics["grad_norm"] = grad_norm_sum / n;
+      metrics["updates"] = updates;
+    }
+    // 6. Curriculum, bookkeeping, metrics, checkpoint.
+    if constexpr (kWithCurriculum) {
+      if (curriculum != nullptr && !arms.empty()) {
+        curriculum->update(std::span<const ArmId>(arms), std::span<const double>(gains));
+        metrics["curriculum_probabilities"] = curriculum->probabilities();
+      }
+    }
+    ++state.step;
+    const auto t2 = Clock::now();
+    metrics["sample_seconds"] = std::chrono::duration<double>(t1 - t0).count();
+    metrics["train_seconds"] = std::chrono::duration<double>(t2 - t1).count();
+    metrics["sampled_tokens"] = sampled_tokens;
+    if (on_metrics) on_metrics(metrics);
+    result.history.push_back(std::move(metrics));
+    if (config.checkpoint_every > 0 && (state.step % config.checkpoint_every == 0 || state.step == config.steps)) save();
+  }
+  result.steps = state.step;
+  return result;
+}
+
+}  // namespace kaizen::loop
