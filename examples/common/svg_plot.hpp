@@ -86,8 +86,13 @@ class LinePlot {
     if (options_.y_min < options_.y_max) yr = Range{options_.y_min, options_.y_max};
     const Axis xa = nice_axis(xr), ya = nice_axis(yr);
 
-    const double left = 70, right = 170, top = 40, bottom = 55;  // margins; the legend sits on the right
+    // Margins; the legend sits on the right, as wide as its longest name (about 7 px per character).
+    std::size_t longest = 0;
+    for (const auto& s : series_) longest = std::max(longest, s.name.size());
+    const double left = 70, right = 60 + 7.0 * static_cast<double>(longest), top = 40, bottom = 55;
     const double pw = options_.width - left - right, ph = options_.height - top - bottom;
+    KAIZEN_CHECK(pw >= 100.0, "LinePlot::svg: the legend (longest name ", longest, " characters) leaves ", pw,
+                 " px of plot width; expected at least 100 (widen the plot or shorten the names)");
     auto px = [&](double x) { return left + (x - xa.lo) / (xa.hi - xa.lo) * pw; };
     auto py = [&](double y) { return top + (1.0 - (y - ya.lo) / (ya.hi - ya.lo)) * ph; };
 

@@ -19,6 +19,7 @@
 // advantage as the curriculum's reward, arXiv 2505.14970).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -65,6 +66,9 @@ struct GrpoConfig {
   std::int64_t epochs = 1;               ///< optimisation passes over each step's rollouts, > 0
   std::int64_t minibatch_groups = 0;     ///< groups per optimiser step; 0 = all kept groups at once
   double learning_rate = 1e-4;           ///< AdamW, > 0
+  std::int64_t warmup_steps = 0;         ///< linear learning-rate warm-up over the first steps (step s uses
+                                         ///< lr · min(1, s / warmup_steps)), >= 0; tames Adam's first
+                                         ///< sign-like updates on a freshly warmed-up policy
   double weight_decay = 0.0;             ///< AdamW decoupled weight decay, >= 0
   double beta1 = 0.9;                    ///< AdamW
   double beta2 = 0.99;                   ///< AdamW
@@ -107,6 +111,7 @@ inline void check_config(const GrpoConfig& c) {
   KAIZEN_CHECK(c.minibatch_groups >= 0, "grpo: minibatch_groups must be >= 0 (0 = all), got ", c.minibatch_groups);
   KAIZEN_CHECK(c.learning_rate > 0.0, "grpo: learning_rate must be > 0, got ", c.learning_rate);
   KAIZEN_CHECK(c.weight_decay >= 0.0, "grpo: weight_decay must be >= 0, got ", c.weight_decay);
+  KAIZEN_CHECK(c.warmup_steps >= 0, "grpo: warmup_steps must be >= 0, got ", c.warmup_steps);
   KAIZEN_CHECK(c.steps >= 0, "grpo: steps must be >= 0, got ", c.steps);
   KAIZEN_CHECK(c.max_refill_rounds >= 0, "grpo: max_refill_rounds must be >= 0, got ", c.max_refill_rounds);
   KAIZEN_CHECK(c.checkpoint_every >= 0, "grpo: checkpoint_every must be >= 0, got ", c.checkpoint_every);
@@ -246,7 +251,13 @@ GrpoResult grpo(P& policy, S& sampler, R& reward, Src& source,
         }
       }
 
-      // 5. Epochs over shuffled mini-batches of groups.
+      // 5. Epochs over shuffled mini-batches of groups, at this step's learning rate.
+      const double lr = config.warmup_steps > 0
+                            ? config.learning_rate *
+                                  std::min(1.0, static_cast<double>(state.step + 1) / static_cast<double>(config.warmup_steps))
+                            : config.learning_rate;
+      for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+      metrics["learning_rate"] = lr;
       const auto groups = static_cast<std::int64_t>(prompts.size());
       const std::int64_t per_batch = config.minibatch_groups > 0 ? std::min(config.minibatch_groups, groups) : groups;
       double loss_sum = 0.0, kl_sum = 0.0, clip_sum = 0.0, entropy_sum = 0.0, grad_norm_sum = 0.0;

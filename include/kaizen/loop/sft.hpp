@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -30,11 +31,16 @@ struct SftConfig {
   double max_grad_norm = 1.0;        ///< global norm clip; <= 0 = off
   std::uint64_t seed = 0;            ///< seeds the example draws
   CollateOptions collate{};          ///< pad id, vocabulary, context, device
+  /// Early stop: called with the number of steps done after every `stop_check_every` steps; returning
+  /// true ends the run there (e.g. "the policy now solves 20 % of a probe set": enough reward for RL).
+  std::function<bool(std::int64_t steps_done)> stop_when = {};
+  std::int64_t stop_check_every = 100;  ///< > 0 when stop_when is set
 };
 
 /// Runs `config.steps` steps of SFT on `policy`. `examples(rng)` returns one Rollout whose `prompt`
 /// and `completion.tokens` are the input and the target (rewards and log-probs are ignored).
-/// Reports {"event":"sft","step","loss","tokens"} to `on_metrics` every step. Returns the last loss.
+/// Reports {"event":"sft","step","loss","tokens"} to `on_metrics` every step. Stops early when
+/// `config.stop_when` says so. Returns the last loss.
 /// Throws kaizen::Error on invalid config values and for everything collate rejects.
 template <Policy P, class Examples>
   requires requires(Examples& e, Rng& rng) { { e(rng) } -> std::convertible_to<Rollout>; }
@@ -43,6 +49,8 @@ double supervised_finetune(P& policy, Examples& examples, const SftConfig& confi
   KAIZEN_CHECK(config.batch_size > 0, "supervised_finetune: batch_size must be > 0, got ", config.batch_size);
   KAIZEN_CHECK(config.learning_rate > 0.0, "supervised_finetune: learning_rate must be > 0, got ", config.learning_rate);
   KAIZEN_CHECK(config.weight_decay >= 0.0, "supervised_finetune: weight_decay must be >= 0, got ", config.weight_decay);
+  KAIZEN_CHECK(!config.stop_when || config.stop_check_every > 0,
+               "supervised_finetune: stop_check_every must be > 0 when stop_when is set, got ", config.stop_check_every);
   std::vector<torch::Tensor> params = policy.parameters();
   torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(config.learning_rate).weight_decay(config.weight_decay));
   Rng rng(config.seed);
@@ -69,6 +77,7 @@ double supervised_finetune(P& policy, Examples& examples, const SftConfig& confi
     if (on_metrics) {
       on_metrics({{"event", "sft"}, {"step", step + 1}, {"loss", last}, {"tokens", mask.sum().item<double>()}});
     }
+    if (config.stop_when && (step + 1) % config.stop_check_every == 0 && config.stop_when(step + 1)) break;
   }
   return last;
 }
