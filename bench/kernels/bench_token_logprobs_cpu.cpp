@@ -1,6 +1,10 @@
-// CPU: token log-prob forward (and forward + backward) on fp32 [2048, 32000] — kaizen's fused loop vs
+// CPU: token log-prob forward (and forward + backward) on fp32 [2048, 32000] — kaizen's fused loops vs
 // LibTorch log_softmax + gather — with a memcpy of the same logits measured in the same run as the
-// bandwidth ceiling. Prints the speed-up and the fraction of the memcpy bandwidth after the table.
+// bandwidth ceiling. Every benchmark runs at 1 thread and at LibTorch's default intra-op thread count
+// (both sides set through at::set_num_threads; kaizen splits rows over them with parallel_rows, the
+// memcpy too). kaizen runs on the ISA its dispatch picks (cpu_isa.hpp) and, for comparison, forced to
+// the portable loops. After the table: per thread count, the memcpy ceiling, kaizen's ms and GB/s, the
+// speed-up over LibTorch and the fraction of the memcpy bandwidth.
 #include <benchmark/benchmark.h>
 
 #include <cstring>
@@ -12,11 +16,14 @@
 #include <torch/torch.h>
 
 #include <kaizen/torch/ops.hpp>
+#include <kaizen/torch/ops/cpu_isa.hpp>
+#include <kaizen/torch/ops/cpu_parallel.hpp>
 
 namespace {
 
 constexpr std::int64_t kTokens = 2048;
 constexpr std::int64_t kVocab = 32000;
+const double kLogitBytes = static_cast<double>(kTokens) * kVocab * sizeof(float);
 
 struct Inputs {
   torch::Tensor logits = (torch::randn({kTokens, kVocab}) * 3).contiguous();
@@ -31,13 +38,27 @@ Inputs& inputs() {
   return in;
 }
 
-const double kLogitBytes = static_cast<double>(kTokens) * kVocab * sizeof(float);
+const int kDefaultThreads = at::get_num_threads();
+
+/// Sets LibTorch's intra-op thread count (used by LibTorch's ops and by kaizen's) for one benchmark.
+class Threads {
+ public:
+  explicit Threads(std::int64_t n) { at::set_num_threads(static_cast<int>(n)); }
+  ~Threads() { at::set_num_threads(kDefaultThreads); }
+  Threads(const Threads&) = delete;
+  Threads& operator=(const Threads&) = delete;
+};
 
 void BM_Memcpy(benchmark::State& state) {
+  const Threads threads(state.range(0));
   const auto& in = inputs();
   std::vector<float> dst(static_cast<std::size_t>(in.logits.numel()));
+  const float* src = in.logits.data_ptr<float>();
   for (auto _ : state) {
-    std::memcpy(dst.data(), in.logits.data_ptr<float>(), static_cast<std::size_t>(kLogitBytes));
+    kaizen::ops::detail::parallel_rows(kTokens, kVocab, [&](std::int64_t begin, std::int64_t end) {
+      std::memcpy(dst.data() + begin * kVocab, src + begin * kVocab,
+                  static_cast<std::size_t>((end - begin) * kVocab) * sizeof(float));
+    });
     benchmark::DoNotOptimize(dst.data());
     benchmark::ClobberMemory();
   }
@@ -45,6 +66,7 @@ void BM_Memcpy(benchmark::State& state) {
 }
 
 void BM_TorchForward(benchmark::State& state) {
+  const Threads threads(state.range(0));
   const auto& in = inputs();
   for (auto _ : state) {
     auto lp = torch::log_softmax(in.logits, -1).gather(-1, in.targets.unsqueeze(-1)).squeeze(-1);
@@ -53,7 +75,11 @@ void BM_TorchForward(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kLogitBytes));
 }
 
+/// range(0): with entropy; range(1): threads; range(2): 1 = forced to the portable loops.
 void BM_KaizenForward(benchmark::State& state) {
+  const Threads threads(state.range(1));
+  const kaizen::ops::ScopedCpuIsa isa(state.range(2) != 0 ? kaizen::ops::CpuIsa::portable : kaizen::ops::CpuIsa::avx2);
+  state.SetLabel(isa.active() == kaizen::ops::CpuIsa::avx2 ? "avx2" : "portable");
   const auto& in = inputs();
   const bool entropy = state.range(0) != 0;
   for (auto _ : state) {
@@ -64,6 +90,7 @@ void BM_KaizenForward(benchmark::State& state) {
 }
 
 void BM_TorchForwardBackward(benchmark::State& state) {
+  const Threads threads(state.range(0));
   const auto& in = inputs();
   auto x = in.logits.clone().requires_grad_(true);
   for (auto _ : state) {
@@ -74,22 +101,47 @@ void BM_TorchForwardBackward(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * 3 * kLogitBytes));  // floor: R, R, W
 }
 
+/// range(0): threads; range(1): 1 = inplace_backward (the gradient overwrites the logits, so no fresh
+/// 250 MiB buffer and its page faults; later iterations run on the previous gradient, finite values
+/// of the same size, which costs the loops the same).
 void BM_KaizenForwardBackward(benchmark::State& state) {
+  const Threads threads(state.range(0));
+  const bool inplace = state.range(1) != 0;
   const auto& in = inputs();
   auto x = in.logits.clone().requires_grad_(true);
   for (auto _ : state) {
     x.mutable_grad() = torch::Tensor();
-    kaizen::ops::token_logprobs(x, in.targets).logprobs.sum().backward();
+    kaizen::ops::token_logprobs(x, in.targets, {.inplace_backward = inplace}).logprobs.sum().backward();
     benchmark::DoNotOptimize(x.grad().data_ptr());
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * 3 * kLogitBytes));
 }
 
-BENCHMARK(BM_Memcpy)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_TorchForward)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_KaizenForward)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_TorchForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_KaizenForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
+std::vector<std::int64_t> thread_counts() {
+  if (kDefaultThreads <= 1) return {1};
+  return {1, kDefaultThreads};
+}
+
+benchmark::internal::Benchmark* timed(benchmark::internal::Benchmark* b) {
+  return b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+void register_benchmarks() {
+  for (const std::int64_t t : thread_counts()) {
+    timed(benchmark::RegisterBenchmark("BM_Memcpy", BM_Memcpy)->ArgName("threads")->Arg(t));
+    timed(benchmark::RegisterBenchmark("BM_TorchForward", BM_TorchForward)->ArgName("threads")->Arg(t));
+    for (const std::int64_t entropy : {0, 1})
+      for (const std::int64_t portable : {0, 1})
+        timed(benchmark::RegisterBenchmark("BM_KaizenForward", BM_KaizenForward)
+                  ->ArgNames({"entropy", "threads", "portable"})
+                  ->Args({entropy, t, portable}));
+    timed(benchmark::RegisterBenchmark("BM_TorchForwardBackward", BM_TorchForwardBackward)->ArgName("threads")->Arg(t));
+    for (const std::int64_t inplace : {0, 1})
+      timed(benchmark::RegisterBenchmark("BM_KaizenForwardBackward", BM_KaizenForwardBackward)
+                ->ArgNames({"threads", "inplace"})
+                ->Args({t, inplace}));
+  }
+}
 
 /// Console output plus a record of each benchmark's time per iteration, for the ratios printed after.
 class RatioReporter : public benchmark::ConsoleReporter {
@@ -101,22 +153,35 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void Finalize() override {
     ConsoleReporter::Finalize();
     const auto t = [&](const std::string& name) { return seconds_.count(name) ? seconds_.at(name) : 0.0; };
-    const double memcpy_s = t("BM_Memcpy/real_time");
-    if (memcpy_s <= 0) return;
-    const double ceiling = 2 * kLogitBytes / memcpy_s / 1e9;
-    std::cout << "\n[2048 x 32000] fp32 logits (" << kLogitBytes / (1 << 20) << " MiB), torch threads "
-              << at::get_num_threads() << "\nmemcpy ceiling: " << ceiling << " GB/s (read + write)\n";
-    const auto line = [&](const char* what, const std::string& ours, const std::string& theirs, double bytes) {
-      if (t(ours) <= 0 || t(theirs) <= 0) return;
-      const double gbs = bytes / t(ours) / 1e9;
-      std::cout << what << ": kaizen " << t(ours) * 1e3 << " ms, LibTorch " << t(theirs) * 1e3
-                << " ms, speed-up " << t(theirs) / t(ours) << "x, " << gbs << " GB/s = " << gbs / ceiling
-                << " of memcpy\n";
-    };
-    line("forward", "BM_KaizenForward/0/real_time", "BM_TorchForward/real_time", kLogitBytes);
-    line("forward + entropy", "BM_KaizenForward/1/real_time", "BM_TorchForward/real_time", kLogitBytes);
-    line("forward + backward", "BM_KaizenForwardBackward/real_time", "BM_TorchForwardBackward/real_time",
-         3 * kLogitBytes);
+    std::cout << "\n[2048 x 32000] fp32 logits (" << kLogitBytes / (1 << 20) << " MiB), kaizen CPU ISA "
+              << (kaizen::ops::active_cpu_isa() == kaizen::ops::CpuIsa::avx2 ? "avx2" : "portable") << "\n";
+    for (const std::int64_t threads : thread_counts()) {
+      const std::string th = "threads:" + std::to_string(threads);
+      const double memcpy_s = t("BM_Memcpy/" + th + "/real_time");
+      if (memcpy_s <= 0) continue;
+      const double ceiling = 2 * kLogitBytes / memcpy_s / 1e9;
+      std::cout << th << ": memcpy ceiling " << ceiling << " GB/s (read + write)\n";
+      const auto line = [&](const std::string& what, const std::string& ours, const std::string& theirs, double bytes) {
+        const double o = t(ours + "/real_time");
+        const double l = t(theirs + "/real_time");
+        if (o <= 0 || l <= 0) return;
+        const double gbs = bytes / o / 1e9;
+        std::cout << "  " << what << ": kaizen " << o * 1e3 << " ms, LibTorch " << l * 1e3 << " ms, speed-up " << l / o
+                  << "x, " << gbs << " GB/s = " << gbs / ceiling << " of memcpy\n";
+      };
+      const std::string torch_fwd = "BM_TorchForward/" + th;
+      for (const int portable : {0, 1}) {
+        const std::string isa = portable != 0 ? " [portable loops]" : "";
+        line("forward" + isa, "BM_KaizenForward/entropy:0/" + th + "/portable:" + std::to_string(portable), torch_fwd,
+             kLogitBytes);
+        line("forward + entropy" + isa, "BM_KaizenForward/entropy:1/" + th + "/portable:" + std::to_string(portable),
+             torch_fwd, kLogitBytes);
+      }
+      line("forward + backward", "BM_KaizenForwardBackward/" + th + "/inplace:0", "BM_TorchForwardBackward/" + th,
+           3 * kLogitBytes);
+      line("forward + backward, in place", "BM_KaizenForwardBackward/" + th + "/inplace:1",
+           "BM_TorchForwardBackward/" + th, 3 * kLogitBytes);
+    }
   }
 
  private:
@@ -126,6 +191,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
+  register_benchmarks();
   benchmark::Initialize(&argc, argv);
   RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);

@@ -14,7 +14,9 @@
 //
 // Dispatch (DESIGN.md §5): a CUDA tensor goes to kaizen::kernels when kaizen was built with them
 // (KAIZEN_WITH_CUDA, kaizen/config.hpp); without them a CUDA tensor is an error naming the fix. CPU
-// tensors take the fused loops of kaizen/torch/ops/cpu_rows.hpp, parallel over rows (at::parallel_for).
+// tensors take the fused loops of kaizen/torch/ops/cpu_rows.hpp (token log-probs: AVX2 versions from
+// cpu_avx2.hpp where the CPU has them, cpu_token_logprobs.hpp, split over threads by parallel_rows of
+// cpu_parallel.hpp), the other ops parallel over rows with at::parallel_for.
 // Math and derivations: cpu_rows.hpp and kernels/include/kaizen/kernels/token_logprobs.hpp.
 #pragma once
 
@@ -36,6 +38,7 @@
 #include <kaizen/core/rng.hpp>
 #include <kaizen/core/types.hpp>
 #include <kaizen/torch/ops/cpu_rows.hpp>
+#include <kaizen/torch/ops/cpu_token_logprobs.hpp>
 
 #if KAIZEN_WITH_CUDA
 #include <c10/cuda/CUDAStream.h>
@@ -153,28 +156,9 @@ inline std::vector<torch::Tensor> token_logprobs_forward(const torch::Tensor& lo
 #endif
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, logits.scalar_type(), "kaizen_token_logprobs", [&] {
     using A = acc_t<scalar_t>;
-    const scalar_t* x = logits.data_ptr<scalar_t>();
-    const std::int64_t* y = targets.data_ptr<std::int64_t>();
-    A* out_lp = logp.data_ptr<A>();
-    A* out_lse = lse.data_ptr<A>();
-    A* out_h = with_entropy ? entropy.data_ptr<A>() : nullptr;
-    const A inv_t = static_cast<A>(1.0 / temperature);
-    const std::int64_t grain = std::max<std::int64_t>(1, 32768 / v);
-    at::parallel_for(0, n, grain, [&](std::int64_t begin, std::int64_t end) {
-      for (std::int64_t i = begin; i < end; ++i) {
-        const scalar_t* row = x + i * v;
-        if (out_h != nullptr) {
-          const auto s = row_forward<true>(row, v, y[i], inv_t);
-          out_lp[i] = s.logprob;
-          out_lse[i] = s.lse;
-          out_h[i] = s.entropy;
-        } else {
-          const auto s = row_forward<false>(row, v, y[i], inv_t);
-          out_lp[i] = s.logprob;
-          out_lse[i] = s.lse;
-        }
-      }
-    });
+    token_logprobs_rows(logits.data_ptr<scalar_t>(), targets.data_ptr<std::int64_t>(), n, v,
+                        static_cast<A>(1.0 / temperature), logp.data_ptr<A>(), lse.data_ptr<A>(),
+                        with_entropy ? entropy.data_ptr<A>() : nullptr);
   });
   return {logp, lse, entropy};
 }
@@ -201,24 +185,11 @@ inline void token_logprobs_backward(const torch::Tensor& logits, const torch::Te
 #endif
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, logits.scalar_type(), "kaizen_token_logprobs_bwd", [&] {
     using A = acc_t<scalar_t>;
-    const scalar_t* x = logits.data_ptr<scalar_t>();
-    scalar_t* g = out.data_ptr<scalar_t>();
-    const std::int64_t* y = targets.data_ptr<std::int64_t>();
-    const A* l = lse.data_ptr<A>();
-    const A* h = use_h ? entropy.data_ptr<A>() : nullptr;
-    const A* glp = grad_lp.defined() ? grad_lp.data_ptr<A>() : nullptr;
-    const A* gh = use_h ? grad_h.data_ptr<A>() : nullptr;
-    const A inv_t = static_cast<A>(1.0 / temperature);
-    const std::int64_t grain = std::max<std::int64_t>(1, 32768 / v);
-    at::parallel_for(0, n, grain, [&](std::int64_t begin, std::int64_t end) {
-      for (std::int64_t i = begin; i < end; ++i) {
-        const A g_lp = glp != nullptr ? glp[i] : A(0);
-        if (use_h)
-          row_backward<true>(x + i * v, v, y[i], inv_t, l[i], h[i], g_lp, gh[i], g + i * v);
-        else
-          row_backward<false>(x + i * v, v, y[i], inv_t, l[i], A(0), g_lp, A(0), g + i * v);
-      }
-    });
+    token_logprobs_grad_rows(logits.data_ptr<scalar_t>(), targets.data_ptr<std::int64_t>(), n, v,
+                             static_cast<A>(1.0 / temperature), lse.data_ptr<A>(),
+                             use_h ? entropy.data_ptr<A>() : nullptr,
+                             grad_lp.defined() ? grad_lp.data_ptr<A>() : nullptr,
+                             use_h ? grad_h.data_ptr<A>() : nullptr, out.data_ptr<scalar_t>());
   });
 }
 

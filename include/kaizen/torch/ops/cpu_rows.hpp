@@ -6,9 +6,11 @@
 //   H    = lse − Σ_j p_j z_j = log s − (Σ_j e_j d_j) / s,  with d_j = (x_j − m)/T, e_j = exp(d_j)
 //   ∂logp/∂x_j = (δ_jy − p_j) / T
 //   ∂H/∂x_j    = −p_j (z_j − E_p[z]) / T = −p_j (z_j − lse + H) / T
-// The row is read twice (max, then the exponential sums) while it sits in the core's L2 cache, so
-// memory sees one read per row; the backward reads x once and writes the gradient once, in place when
-// the caller passes the same buffer. Inner loops run over L independent accumulators so the compiler
+// These portable loops serve fp64, non-x86 CPUs and x86 CPUs without AVX2; cpu_avx2.hpp holds the
+// AVX2 versions (one pass in L1-sized blocks), cpu_isa.hpp picks. Here the row is read twice (max,
+// then the exponential sums) while it sits in the core's L2 cache, so memory sees one read per row;
+// the backward reads x once and writes the gradient once, in place when the caller passes the same
+// buffer. Inner loops run over L independent accumulators so the compiler
 // vectorises them without reassociating a single float sum (no -ffast-math needed); the exponential
 // is a branch-free Cephes-style polynomial (≤ 2 ulp on [−87, 88]) that vectorises likewise.
 #pragma once
@@ -26,11 +28,13 @@ namespace kaizen::ops::detail {
 // the clamps and the row max below compare bit patterns as integers instead.
 
 /// max(x, lo) for lo < 0 and x ≤ 0 or x > 0 alike: among negative floats a larger magnitude has a
-/// larger unsigned bit pattern, positive floats have the sign bit clear.
+/// larger unsigned bit pattern, positive floats have the sign bit clear. Written as a bit mask rather
+/// than a conditional, which GCC would not if-convert in the entropy loop of row_forward.
 [[nodiscard]] inline float clamp_low(float x, float lo) noexcept {
   const auto b = std::bit_cast<std::uint32_t>(x);
   const auto l = std::bit_cast<std::uint32_t>(lo);
-  return std::bit_cast<float>(b > l ? l : b);
+  const std::uint32_t above = 0U - static_cast<std::uint32_t>(b > l);  // all ones where b > l
+  return std::bit_cast<float>((l & above) | (b & ~above));
 }
 [[nodiscard]] inline double clamp_low(double x, double lo) noexcept { return x > lo ? x : lo; }
 
