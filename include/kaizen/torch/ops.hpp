@@ -16,7 +16,7 @@
 // (KAIZEN_WITH_CUDA, kaizen/config.hpp); without them a CUDA tensor is an error naming the fix. CPU
 // tensors take the fused loops of kaizen/torch/ops/cpu_rows.hpp (token log-probs: AVX2 versions from
 // cpu_avx2.hpp where the CPU has them, cpu_token_logprobs.hpp, split over threads by parallel_rows of
-// cpu_parallel.hpp), the other ops parallel over rows with at::parallel_for.
+// cpu_parallel.hpp); every CPU op splits its rows over LibTorch's threads with parallel_rows.
 // Math and derivations: cpu_rows.hpp and kernels/include/kaizen/kernels/token_logprobs.hpp.
 #pragma once
 
@@ -38,6 +38,7 @@
 #include <kaizen/core/rng.hpp>
 #include <kaizen/core/types.hpp>
 #include <kaizen/torch/ops/cpu_rows.hpp>
+#include <kaizen/torch/ops/cpu_parallel.hpp>
 #include <kaizen/torch/ops/cpu_token_logprobs.hpp>
 
 #if KAIZEN_WITH_CUDA
@@ -395,7 +396,7 @@ std::tuple<std::int64_t, float, float> sample_row(const T* x, std::int64_t v, fl
     auto* ids = out.ids.data_ptr<std::int64_t>();
     auto* lp = out.logprobs.data_ptr<float>();
     auto* flp = out.filtered_logprobs.data_ptr<float>();
-    at::parallel_for(0, b, 1, [&](std::int64_t begin, std::int64_t end) {
+    detail::parallel_rows(b, v, [&](std::int64_t begin, std::int64_t end) {
       std::vector<float> e(static_cast<std::size_t>(v));
       std::vector<float> scratch;
       for (std::int64_t i = begin; i < end; ++i) {
@@ -595,7 +596,8 @@ struct GroupStats {
   float* mean = out.mean.data_ptr<float>();
   float* sd = out.std.data_ptr<float>();
   float* adv = out.advantages.data_ptr<float>();
-  at::parallel_for(0, g, 64, [&](std::int64_t begin, std::int64_t end) {
+  detail::parallel_rows(g, std::max<std::int64_t>(1, x.numel() / std::max<std::int64_t>(g, 1)),
+                        [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t k = begin; k < end; ++k) {
       const double n = static_cast<double>(o[k + 1] - o[k]);
       double sum = 0.0;
