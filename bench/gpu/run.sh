@@ -32,12 +32,12 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=
   -DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DCMAKE_MODULE_PATH="$catch_dir" -DKAIZEN_BUILD_EXAMPLES=OFF > "$OUT_DIR/configure.log" 2>&1 \
   || { tail -30 "$OUT_DIR/configure.log"; exit 1; }
-cmake --build build-gpu --target test_kernels_cuda test_kernels_ops bench_kernels_gpu --parallel "$JOBS" \
+cmake --build build-gpu --target test_kernels_cuda test_kernels_ops test_policy_objective test_policy_objective_cuda bench_kernels_gpu --parallel "$JOBS" \
   > "$OUT_DIR/build.log" 2>&1 || { grep -E "error" -A5 "$OUT_DIR/build.log" | head -60; exit 1; }
 echo "built"
 
 step "tests: label cuda and the CPU ops"
-ctest --test-dir build-gpu -R 'test_kernels_(cuda|ops)' --output-on-failure --timeout 300 | tail -40
+ctest --test-dir build-gpu -R 'test_kernels_(cuda|ops)|test_policy_objective' --output-on-failure --timeout 300 | tail -40
 
 if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null; then
   step "compute-sanitizer memcheck + racecheck (the 2^31 test is left out: it is slow under memcheck)"

@@ -21,7 +21,9 @@
 
 #include <kaizen/core/rng.hpp>
 #include <kaizen/kernels/runtime.hpp>
+#include <kaizen/policy_gradient/policy_loss.hpp>
 #include <kaizen/torch/ops.hpp>
+#include <kaizen/torch/ops/policy_objective.hpp>
 
 namespace {
 
@@ -195,6 +197,35 @@ int main(int argc, char** argv) {
     const auto offsets = torch::arange(0, 64 * 16 + 1, 16, cuda.dtype(torch::kInt64));
     table.row("kaizen group_stats 64 groups x 16 (includes host-side checks)",
               measure([&] { (void)kaizen::ops::group_stats(rewards, offsets); }), 0);
+  }
+
+  // (5) the fused policy objective on fp32 [64, 4096] per-token inputs, forward + backward, against
+  // policy_loss (LibTorch eager). Floor: read log-probs, old, ref (fp32) and the bool mask, write the
+  // gradient (17 bytes per token) at the copy bandwidth; both include one metrics copy to the host.
+  {
+    namespace pg = kaizen::policy_gradient;
+    const auto f32 = cuda.dtype(torch::kFloat32);
+    const auto old = -torch::rand({64, 4096}, f32) * 3 - 0.1;
+    auto lp = (old + torch::randn({64, 4096}, f32) * 0.2).requires_grad_(true);
+    const auto ref = old + torch::randn({64, 4096}, f32) * 0.2;
+    const auto adv = torch::randn({64}, f32);
+    const auto mask = torch::arange(4096, cuda.dtype(torch::kInt64)).unsqueeze(0) <
+                      torch::randint(1024, 4097, {64, 1}, cuda.dtype(torch::kInt64));
+    const double floor = 17.0 * 64 * 4096 / copy_bw * 1e3;
+    const auto objective_row = [&](const std::string& name, const auto& objective) {
+      table.row("kaizen policy_objective " + name + " [64,4096] fwd+bwd", measure([&] {
+                  lp.mutable_grad() = torch::Tensor();
+                  kaizen::ops::policy_objective(lp, old, ref, adv, mask, objective).loss.backward();
+                }),
+                floor);
+      table.row("torch eager policy_loss " + name + " [64,4096] fwd+bwd", measure([&] {
+                  lp.mutable_grad() = torch::Tensor();
+                  pg::policy_loss(lp, old, ref, adv, mask, objective).loss.backward();
+                }),
+                floor);
+    };
+    objective_row("GRPO", pg::kGrpo);
+    objective_row("DAPO", pg::kDapo);
   }
   return 0;
 }

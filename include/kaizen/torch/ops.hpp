@@ -40,6 +40,7 @@
 #include <kaizen/torch/ops/cpu_rows.hpp>
 #include <kaizen/torch/ops/cpu_parallel.hpp>
 #include <kaizen/torch/ops/cpu_token_logprobs.hpp>
+#include <kaizen/torch/ops/policy_objective.hpp>
 
 #if KAIZEN_WITH_CUDA
 #include <c10/cuda/CUDAStream.h>
