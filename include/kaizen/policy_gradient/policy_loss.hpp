@@ -66,35 +66,31 @@ struct PolicyLossResult {
   PolicyLossMetrics metrics;
 };
 
-/// The policy-gradient loss for `objective` (options.hpp). `normaliser`: the global N of the
-/// aggregation (see aggregation.hpp); defaults to this batch's own.
-/// Throws kaizen::Error on: an undefined, non-float, mis-shaped, wrong-dtype or wrong-device input; a
-/// row of `mask` with no valid token; non-finite log-probs, advantages, entropy or sampler log-probs on
-/// valid tokens; a missing ref_logprobs / entropy / sampler_logprobs that the options require; an
-/// invalid option value (ε < 0, c <= 1, τ <= 0, cap <= 0, L_c <= 0, β < 0).
+namespace detail {
+
+/// The checks policy_loss and the fused kaizen::ops::policy_objective share, with the same messages
+/// under `fn`: shapes, dtypes and devices of the inputs, the inputs the options require, and the option
+/// values (ε, c, τ, β). Returns the mask in the log-prob dtype. Rows without a valid token and
+/// non-finite values are left to the caller, which finds them in its own pass over the data.
 template <class Ratio, class Clip, class Kl, class Aggregate>
-[[nodiscard]] PolicyLossResult policy_loss(const PolicyLossInputs& in, const Objective<Ratio, Clip, Kl, Aggregate>& objective,
-                                           std::optional<double> normaliser = std::nullopt) {
-  constexpr std::string_view fn = "policy_loss";
-  using Obj = Objective<Ratio, Clip, Kl, Aggregate>;
-  // --- validation ---------------------------------------------------------------------------------
-  detail::check_real(fn, "logprobs", in.logprobs);
+[[nodiscard]] torch::Tensor check_policy_inputs(std::string_view fn, const PolicyLossInputs& in,
+                                                const Objective<Ratio, Clip, Kl, Aggregate>& objective) {
+  check_real(fn, "logprobs", in.logprobs);
   KAIZEN_CHECK(in.logprobs.dim() == 2, fn, ": expected [B, T] `logprobs`, got shape ", in.logprobs.sizes());
-  detail::check_like(fn, "old_logprobs", in.old_logprobs, in.logprobs, "logprobs");
-  const auto m = detail::mask_as(fn, in.mask, in.logprobs);
-  detail::check_rows_nonempty(fn, m);
-  detail::check_real(fn, "advantages", in.advantages);
-  torch::Tensor advantages = in.advantages;
-  if (advantages.dim() == 1) {
-    KAIZEN_CHECK(advantages.size(0) == in.logprobs.size(0), fn, ": expected per-sequence `advantages` of shape [",
-                 in.logprobs.size(0), "], got ", advantages.sizes());
-    advantages = advantages.unsqueeze(1).expand_as(in.logprobs);
+  check_like(fn, "old_logprobs", in.old_logprobs, in.logprobs, "logprobs");
+  torch::Tensor m = mask_as(fn, in.mask, in.logprobs);
+  check_real(fn, "advantages", in.advantages);
+  if (in.advantages.dim() == 1) {
+    KAIZEN_CHECK(in.advantages.size(0) == in.logprobs.size(0), fn, ": expected per-sequence `advantages` of shape [",
+                 in.logprobs.size(0), "], got ", in.advantages.sizes());
+    check_like(fn, "advantages", in.advantages.unsqueeze(1).expand_as(in.logprobs), in.logprobs, "logprobs");
+  } else {
+    check_like(fn, "advantages", in.advantages, in.logprobs, "logprobs");
   }
-  detail::check_like(fn, "advantages", advantages, in.logprobs, "logprobs");
-  if constexpr (Obj::kl_estimator != KlEstimator::none) {
+  if constexpr (Kl::estimator != KlEstimator::none) {
     KAIZEN_CHECK(objective.kl.coefficient >= 0, fn, ": expected a KL coefficient >= 0, got ", objective.kl.coefficient);
     KAIZEN_CHECK(in.ref_logprobs.defined(), fn, ": expected `ref_logprobs` for a KL term in the loss, got none");
-    detail::check_like(fn, "ref_logprobs", in.ref_logprobs, in.logprobs, "logprobs");
+    check_like(fn, "ref_logprobs", in.ref_logprobs, in.logprobs, "logprobs");
   }
   if constexpr (Clip::mode == ClipMode::symmetric) {
     KAIZEN_CHECK(objective.clip.epsilon >= 0, fn, ": expected clip epsilon >= 0, got ", objective.clip.epsilon);
@@ -111,19 +107,38 @@ template <class Ratio, class Clip, class Kl, class Aggregate>
                  ": expected SAPO temperatures > 0, got tau_positive = ", objective.clip.tau_positive,
                  ", tau_negative = ", objective.clip.tau_negative);
   }
-  const bool with_entropy = objective.entropy_coefficient != 0;
-  if (with_entropy) {
+  if (objective.entropy_coefficient != 0) {
     KAIZEN_CHECK(in.entropy.defined(), fn, ": expected a per-token `entropy` for entropy_coefficient = ",
                  objective.entropy_coefficient, ", got none");
   }
-  if (in.entropy.defined()) {
-    detail::check_like(fn, "entropy", in.entropy, in.logprobs, "logprobs");
-  }
-  const bool with_importance = objective.importance.action != ImportanceAction::none;
-  if (with_importance) {
+  if (in.entropy.defined()) check_like(fn, "entropy", in.entropy, in.logprobs, "logprobs");
+  if (objective.importance.action != ImportanceAction::none) {
     KAIZEN_CHECK(in.sampler_logprobs.defined(), fn,
                  ": expected `sampler_logprobs` for truncated importance sampling, got none");
   }
+  return m;
+}
+
+}  // namespace detail
+
+/// The policy-gradient loss for `objective` (options.hpp). `normaliser`: the global N of the
+/// aggregation (see aggregation.hpp); defaults to this batch's own.
+/// Throws kaizen::Error on: an undefined, non-float, mis-shaped, wrong-dtype or wrong-device input; a
+/// row of `mask` with no valid token; non-finite log-probs, advantages, entropy or sampler log-probs on
+/// valid tokens; a missing ref_logprobs / entropy / sampler_logprobs that the options require; an
+/// invalid option value (ε < 0, c <= 1, τ <= 0, cap <= 0, L_c <= 0, β < 0).
+template <class Ratio, class Clip, class Kl, class Aggregate>
+[[nodiscard]] PolicyLossResult policy_loss(const PolicyLossInputs& in, const Objective<Ratio, Clip, Kl, Aggregate>& objective,
+                                           std::optional<double> normaliser = std::nullopt) {
+  constexpr std::string_view fn = "policy_loss";
+  using Obj = Objective<Ratio, Clip, Kl, Aggregate>;
+  // --- validation ---------------------------------------------------------------------------------
+  const torch::Tensor m = detail::check_policy_inputs(fn, in, objective);
+  detail::check_rows_nonempty(fn, m);
+  const torch::Tensor advantages =
+      in.advantages.dim() == 1 ? in.advantages.unsqueeze(1).expand_as(in.logprobs) : in.advantages;
+  const bool with_entropy = objective.entropy_coefficient != 0;
+  const bool with_importance = objective.importance.action != ImportanceAction::none;
 
   // --- padding and finiteness -------------------------------------------------------------------
   // Padding may hold anything (even -inf): zero it before any arithmetic so nothing leaks into values

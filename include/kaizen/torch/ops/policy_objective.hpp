@@ -196,54 +196,17 @@ struct PolicyObjectiveFunction : torch::autograd::Function<PolicyObjectiveFuncti
   }
 };
 
-/// Validates like policy_loss (same messages under `fn`) and returns the mask in the log-prob dtype.
+/// Validates like policy_loss (its shared checks, plus those policy_loss leaves to importance_weights and
+/// resolve_normaliser) and returns the mask in the log-prob dtype.
 template <class Ratio, class Clip, class Kl, class Aggregate>
 torch::Tensor check_objective_inputs(std::string_view fn, const policy_gradient::PolicyLossInputs& in,
                                      const policy_gradient::Objective<Ratio, Clip, Kl, Aggregate>& objective,
                                      std::optional<double> normaliser) {
   namespace pgd = policy_gradient::detail;
   using namespace policy_gradient;
-  pgd::check_real(fn, "logprobs", in.logprobs);
-  KAIZEN_CHECK(in.logprobs.dim() == 2, fn, ": expected [B, T] `logprobs`, got shape ", in.logprobs.sizes());
+  torch::Tensor m = pgd::check_policy_inputs(fn, in, objective);
   check_objective_device(fn, in.logprobs);
-  pgd::check_like(fn, "old_logprobs", in.old_logprobs, in.logprobs, "logprobs");
-  torch::Tensor m = pgd::mask_as(fn, in.mask, in.logprobs);
-  pgd::check_real(fn, "advantages", in.advantages);
-  if (in.advantages.dim() == 1) {
-    KAIZEN_CHECK(in.advantages.size(0) == in.logprobs.size(0), fn, ": expected per-sequence `advantages` of shape [",
-                 in.logprobs.size(0), "], got ", in.advantages.sizes());
-    pgd::check_like(fn, "advantages", in.advantages.unsqueeze(1).expand_as(in.logprobs), in.logprobs, "logprobs");
-  } else {
-    pgd::check_like(fn, "advantages", in.advantages, in.logprobs, "logprobs");
-  }
-  if constexpr (Kl::estimator != KlEstimator::none) {
-    KAIZEN_CHECK(objective.kl.coefficient >= 0, fn, ": expected a KL coefficient >= 0, got ", objective.kl.coefficient);
-    KAIZEN_CHECK(in.ref_logprobs.defined(), fn, ": expected `ref_logprobs` for a KL term in the loss, got none");
-    pgd::check_like(fn, "ref_logprobs", in.ref_logprobs, in.logprobs, "logprobs");
-  }
-  if constexpr (Clip::mode == ClipMode::symmetric) {
-    KAIZEN_CHECK(objective.clip.epsilon >= 0, fn, ": expected clip epsilon >= 0, got ", objective.clip.epsilon);
-  } else if constexpr (Clip::mode == ClipMode::asymmetric || Clip::mode == ClipMode::dual ||
-                       Clip::mode == ClipMode::cispo) {
-    KAIZEN_CHECK(objective.clip.epsilon_low >= 0 && objective.clip.epsilon_high >= 0, fn,
-                 ": expected clip epsilons >= 0, got epsilon_low = ", objective.clip.epsilon_low,
-                 ", epsilon_high = ", objective.clip.epsilon_high);
-    if constexpr (Clip::mode == ClipMode::dual) {
-      KAIZEN_CHECK(objective.clip.c > 1, fn, ": expected the dual-clip constant c > 1, got ", objective.clip.c);
-    }
-  } else if constexpr (Clip::mode == ClipMode::sapo) {
-    KAIZEN_CHECK(objective.clip.tau_positive > 0 && objective.clip.tau_negative > 0, fn,
-                 ": expected SAPO temperatures > 0, got tau_positive = ", objective.clip.tau_positive,
-                 ", tau_negative = ", objective.clip.tau_negative);
-  }
-  if (objective.entropy_coefficient != 0) {
-    KAIZEN_CHECK(in.entropy.defined(), fn, ": expected a per-token `entropy` for entropy_coefficient = ",
-                 objective.entropy_coefficient, ", got none");
-  }
-  if (in.entropy.defined()) pgd::check_like(fn, "entropy", in.entropy, in.logprobs, "logprobs");
   if (objective.importance.action != ImportanceAction::none) {
-    KAIZEN_CHECK(in.sampler_logprobs.defined(), fn,
-                 ": expected `sampler_logprobs` for truncated importance sampling, got none");
     KAIZEN_CHECK(objective.importance.cap > 0, fn, ": expected cap > 0, got ", objective.importance.cap);
     pgd::check_like(fn, "sampler_logprobs", in.sampler_logprobs, in.logprobs, "logprobs");
   }
