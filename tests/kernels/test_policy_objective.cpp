@@ -16,14 +16,12 @@
 
 #include <kaizen/policy_gradient/policy_loss.hpp>
 #include <kaizen/torch/ops/policy_objective.hpp>
+#include <support/objective_combinations.hpp>
 
 namespace pg = kaizen::policy_gradient;
 namespace ops = kaizen::ops;
 
 namespace {
-
-template <class... T>
-struct TypeList {};
 
 struct Random {
   torch::Tensor lp, old, ref, adv, mask, entropy, sampler;
@@ -112,72 +110,46 @@ void compare(const Loss& fused, const Loss& reference, const Random& r, torch::D
 /// importance mode, advantage layout, mask kind and normaliser choice is met.
 template <class R, class C, class K, class A>
 void check_combination(int& index) {
-  if constexpr (pg::detail::supported_combination(R::level, C::mode)) {
-    const int i = index++;
-    using Obj = pg::Objective<R, C, K, A>;
-    Obj objective{};
-    if constexpr (C::mode == pg::ClipMode::dual) objective.clip.c = 1.3;
-    if constexpr (C::mode == pg::ClipMode::sapo) objective.clip.tau_positive = 0.9;
-    if constexpr (K::estimator != pg::KlEstimator::none) {
-      objective.kl.coefficient = 0.3;
-      objective.kl.clamp = i % 2 == 0 ? 10.0 : 0.02;  // 0.02 binds on many k3 terms
-    }
-    if constexpr (A::mode == pg::AggregationMode::seq_mean_token_sum_norm) objective.aggregation.constant = 16;
-    objective.entropy_coefficient = i % 2 == 0 ? 0.0 : 0.05;
-    const pg::ImportanceAction actions[] = {pg::ImportanceAction::none, pg::ImportanceAction::truncate,
-                                            pg::ImportanceAction::mask};
-    objective.importance = {.action = actions[i % 3],
-                            .level = (i / 3) % 2 == 0 ? pg::ImportanceLevel::token : pg::ImportanceLevel::sequence,
-                            .cap = 1.3};
-    const Random r = random_inputs(static_cast<std::uint64_t>(1000 + i), i % 4 == 1, i % 5 == 2);
-    const std::optional<double> normaliser =
-        i % 7 == 3 ? std::optional<double>(2.5 * pg::loss_normaliser(objective.aggregation, r.mask)) : std::nullopt;
-    const Loss fused = [&](const pg::PolicyLossInputs& in, std::optional<double> n) {
-      auto out = ops::policy_objective(in, objective, n);
-      return std::pair{out.loss, out.metrics};
-    };
-    const Loss reference = [&](const pg::PolicyLossInputs& in, std::optional<double> n) {
-      auto out = pg::policy_loss(in, objective, n);
-      return std::pair{out.loss, out.metrics};
-    };
-    INFO("combination " << i << ": ratio " << static_cast<int>(R::level) << ", clip " << static_cast<int>(C::mode)
-                        << ", kl " << static_cast<int>(K::estimator) << ", aggregation " << static_cast<int>(A::mode));
-    compare(fused, reference, r, torch::kFloat64, 1e-10, normaliser);
-    compare(fused, reference, r, torch::kFloat32, 1e-5, normaliser);
-  } else {
-    (void)index;
+  const int i = index++;
+  using Obj = pg::Objective<R, C, K, A>;
+  Obj objective{};
+  if constexpr (C::mode == pg::ClipMode::dual) objective.clip.c = 1.3;
+  if constexpr (C::mode == pg::ClipMode::sapo) objective.clip.tau_positive = 0.9;
+  if constexpr (K::estimator != pg::KlEstimator::none) {
+    objective.kl.coefficient = 0.3;
+    objective.kl.clamp = i % 2 == 0 ? 10.0 : 0.02;  // 0.02 binds on many k3 terms
   }
+  if constexpr (A::mode == pg::AggregationMode::seq_mean_token_sum_norm) objective.aggregation.constant = 16;
+  objective.entropy_coefficient = i % 2 == 0 ? 0.0 : 0.05;
+  const pg::ImportanceAction actions[] = {pg::ImportanceAction::none, pg::ImportanceAction::truncate,
+                                          pg::ImportanceAction::mask};
+  objective.importance = {.action = actions[i % 3],
+                          .level = (i / 3) % 2 == 0 ? pg::ImportanceLevel::token : pg::ImportanceLevel::sequence,
+                          .cap = 1.3};
+  const Random r = random_inputs(static_cast<std::uint64_t>(1000 + i), i % 4 == 1, i % 5 == 2);
+  const std::optional<double> normaliser =
+      i % 7 == 3 ? std::optional<double>(2.5 * pg::loss_normaliser(objective.aggregation, r.mask)) : std::nullopt;
+  const Loss fused = [&](const pg::PolicyLossInputs& in, std::optional<double> n) {
+    auto out = ops::policy_objective(in, objective, n);
+    return std::pair{out.loss, out.metrics};
+  };
+  const Loss reference = [&](const pg::PolicyLossInputs& in, std::optional<double> n) {
+    auto out = pg::policy_loss(in, objective, n);
+    return std::pair{out.loss, out.metrics};
+  };
+  INFO("combination " << i << ": ratio " << static_cast<int>(R::level) << ", clip " << static_cast<int>(C::mode)
+                      << ", kl " << static_cast<int>(K::estimator) << ", aggregation " << static_cast<int>(A::mode));
+  compare(fused, reference, r, torch::kFloat64, 1e-10, normaliser);
+  compare(fused, reference, r, torch::kFloat32, 1e-5, normaliser);
 }
-
-template <class R, class C, class K, class... A>
-void over_aggregations(TypeList<A...>, int& index) {
-  (check_combination<R, C, K, A>(index), ...);
-}
-template <class R, class C, class Aggs, class... K>
-void over_kls(TypeList<K...>, int& index) {
-  (over_aggregations<R, C, K>(Aggs{}, index), ...);
-}
-template <class R, class Kls, class Aggs, class... C>
-void over_clips(TypeList<C...>, int& index) {
-  (over_kls<R, C, Aggs>(Kls{}, index), ...);
-}
-template <class Clips, class Kls, class Aggs, class... R>
-void over_ratios(TypeList<R...>, int& index) {
-  (over_clips<R, Kls, Aggs>(Clips{}, index), ...);
-}
-
-using Ratios = TypeList<pg::TokenRatio, pg::SequenceRatio, pg::GeometricRatio>;
-using Clips = TypeList<pg::NoClip, pg::SymmetricClip, pg::AsymmetricClip, pg::DualClip, pg::CispoClip, pg::SapoGate>;
-using Kls = TypeList<pg::KlLoss<pg::KlEstimator::none>, pg::KlLoss<pg::KlEstimator::k1>, pg::KlLoss<pg::KlEstimator::k2>,
-                     pg::KlLoss<pg::KlEstimator::k3>, pg::KlLoss<pg::KlEstimator::k3_importance>>;
-using Aggregations = TypeList<pg::TokenMean, pg::SeqMeanTokenMean, pg::SeqMeanTokenSum, pg::SeqMeanTokenSumNorm>;
 
 }  // namespace
 
 TEST_CASE("fused policy objective equals policy_loss for every supported option combination",
           "[kernels][policy_objective]") {
   int combinations = 0;
-  over_ratios<Clips, Kls, Aggregations>(Ratios{}, combinations);
+  kaizen::test::for_each_objective(
+      [&]<class R, class C, class K, class A>() { check_combination<R, C, K, A>(combinations); });
   // 3 ratio levels x 6 clips x 5 KL x 4 aggregations, less geometric with dual/CISPO/SAPO and
   // sequence with CISPO/SAPO.
   CHECK(combinations == 260);

@@ -16,14 +16,12 @@
 
 #include <kaizen/torch/ops/policy_objective.hpp>
 #include <support/cuda.hpp>
+#include <support/objective_combinations.hpp>
 
 namespace pg = kaizen::policy_gradient;
 namespace ops = kaizen::ops;
 
 namespace {
-
-template <class... T>
-struct TypeList {};
 
 /// Fills and frees blocks of the given byte sizes so the next allocations of those sizes hold NaN.
 void poison_allocator(std::initializer_list<std::int64_t> bytes) {
@@ -87,46 +85,25 @@ void compare_devices(const ObjectiveFn& objective, std::int64_t B, std::int64_t 
 
 template <class R, class C, class K, class A>
 void check_combination(int& index) {
-  if constexpr (pg::detail::supported_combination(R::level, C::mode)) {
-    const int i = index++;
-    pg::Objective<R, C, K, A> objective{};
-    if constexpr (C::mode == pg::ClipMode::dual) objective.clip.c = 1.3;
-    if constexpr (K::estimator != pg::KlEstimator::none) {
-      objective.kl.coefficient = 0.3;
-      objective.kl.clamp = i % 2 == 0 ? 10.0 : 0.02;
-    }
-    objective.entropy_coefficient = i % 2 == 0 ? 0.0 : 0.05;
-    const pg::ImportanceAction actions[] = {pg::ImportanceAction::none, pg::ImportanceAction::truncate,
-                                            pg::ImportanceAction::mask};
-    objective.importance = {.action = actions[i % 3],
-                            .level = (i / 3) % 2 == 0 ? pg::ImportanceLevel::token : pg::ImportanceLevel::sequence,
-                            .cap = 1.3};
-    const std::pair<std::int64_t, std::int64_t> shapes[] = {{1, 1}, {3, 1000}, {7, 257}, {64, 4097}};
-    const auto [B, T] = shapes[i % 4];
-    INFO("combination " << i);
-    const ObjectiveFn fused = [&](const pg::PolicyLossInputs& in) { return ops::policy_objective(in, objective); };
-    compare_devices(fused, B, T, static_cast<std::uint64_t>(2000 + i), torch::kFloat64, 1e-12, i % 4 == 1);
-    compare_devices(fused, B, T, static_cast<std::uint64_t>(2000 + i), torch::kFloat32, 1e-5, i % 4 == 1);
-  } else {
-    (void)index;
+  const int i = index++;
+  pg::Objective<R, C, K, A> objective{};
+  if constexpr (C::mode == pg::ClipMode::dual) objective.clip.c = 1.3;
+  if constexpr (K::estimator != pg::KlEstimator::none) {
+    objective.kl.coefficient = 0.3;
+    objective.kl.clamp = i % 2 == 0 ? 10.0 : 0.02;
   }
-}
-
-template <class R, class C, class K, class... A>
-void over_aggregations(TypeList<A...>, int& index) {
-  (check_combination<R, C, K, A>(index), ...);
-}
-template <class R, class C, class Aggs, class... K>
-void over_kls(TypeList<K...>, int& index) {
-  (over_aggregations<R, C, K>(Aggs{}, index), ...);
-}
-template <class R, class Kls, class Aggs, class... C>
-void over_clips(TypeList<C...>, int& index) {
-  (over_kls<R, C, Aggs>(Kls{}, index), ...);
-}
-template <class Clips, class Kls, class Aggs, class... R>
-void over_ratios(TypeList<R...>, int& index) {
-  (over_clips<R, Kls, Aggs>(Clips{}, index), ...);
+  objective.entropy_coefficient = i % 2 == 0 ? 0.0 : 0.05;
+  const pg::ImportanceAction actions[] = {pg::ImportanceAction::none, pg::ImportanceAction::truncate,
+                                          pg::ImportanceAction::mask};
+  objective.importance = {.action = actions[i % 3],
+                          .level = (i / 3) % 2 == 0 ? pg::ImportanceLevel::token : pg::ImportanceLevel::sequence,
+                          .cap = 1.3};
+  const std::pair<std::int64_t, std::int64_t> shapes[] = {{1, 1}, {3, 1000}, {7, 257}, {64, 4097}};
+  const auto [B, T] = shapes[i % 4];
+  INFO("combination " << i);
+  const ObjectiveFn fused = [&](const pg::PolicyLossInputs& in) { return ops::policy_objective(in, objective); };
+  compare_devices(fused, B, T, static_cast<std::uint64_t>(2000 + i), torch::kFloat64, 1e-12, i % 4 == 1);
+  compare_devices(fused, B, T, static_cast<std::uint64_t>(2000 + i), torch::kFloat32, 1e-5, i % 4 == 1);
 }
 
 }  // namespace
@@ -134,14 +111,9 @@ void over_ratios(TypeList<R...>, int& index) {
 TEST_CASE("CUDA policy objective equals the fused CPU path for every option combination",
           "[cuda][policy_objective]") {
   KAIZEN_REQUIRE_GPU();
-  using Ratios = TypeList<pg::TokenRatio, pg::SequenceRatio, pg::GeometricRatio>;
-  using Clips = TypeList<pg::NoClip, pg::SymmetricClip, pg::AsymmetricClip, pg::DualClip, pg::CispoClip, pg::SapoGate>;
-  using Kls = TypeList<pg::KlLoss<pg::KlEstimator::none>, pg::KlLoss<pg::KlEstimator::k1>,
-                       pg::KlLoss<pg::KlEstimator::k2>, pg::KlLoss<pg::KlEstimator::k3>,
-                       pg::KlLoss<pg::KlEstimator::k3_importance>>;
-  using Aggregations = TypeList<pg::TokenMean, pg::SeqMeanTokenMean, pg::SeqMeanTokenSum, pg::SeqMeanTokenSumNorm>;
   int combinations = 0;
-  over_ratios<Clips, Kls, Aggregations>(Ratios{}, combinations);
+  kaizen::test::for_each_objective(
+      [&]<class R, class C, class K, class A>() { check_combination<R, C, K, A>(combinations); });
   CHECK(combinations == 260);
 }
 
