@@ -467,6 +467,10 @@ TEST_CASE("Loops reject bad input with messages that name it", "[loop][errors]")
     config.prompts_per_step = 0;
     CHECK_THROWS_WITH(run(config), Catch::StartsWith("grpo: prompts_per_step must be > 0, got 0"));
   }
+  SECTION("a negative learning-rate warm-up") {
+    config.warmup_steps = -1;
+    CHECK_THROWS_WITH(run(config), Catch::StartsWith("grpo: warmup_steps must be >= 0, got -1"));
+  }
   SECTION("checkpointing without a directory") {
     config.checkpoint_every = 1;
     CHECK_THROWS_WITH(run(config), Catch::StartsWith("grpo: checkpoint_every > 0 needs a checkpoint_dir"));
@@ -517,6 +521,11 @@ TEST_CASE("Loops reject bad input with messages that name it", "[loop][errors]")
                       Catch::StartsWith("supervised_finetune: batch_size must be > 0, got 0"));
     CHECK_THROWS_WITH(kaizen::loop::supervised_finetune(model, examples, {.steps = 1, .learning_rate = 0.0}),
                       Catch::StartsWith("supervised_finetune: learning_rate must be > 0, got 0"));
+    kaizen::loop::SftConfig early{.steps = 1};
+    early.stop_when = [](std::int64_t) { return true; };
+    early.stop_check_every = 0;
+    CHECK_THROWS_WITH(kaizen::loop::supervised_finetune(model, examples, early),
+                      Catch::StartsWith("supervised_finetune: stop_check_every must be > 0 when stop_when is set, got 0"));
   }
   SECTION("evaluate with no prompts or k < 1") {
     auto accept = [](const Prompt&, const Completion&) { return true; };
