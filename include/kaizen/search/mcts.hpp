@@ -2,13 +2,26 @@
 // SearchProblem, with batched leaf selection.
 //
 // Each round selects up to N leaves (virtual loss keeps the N paths apart), asks the problem to
-// expand all of them in ONE call, evaluates every new child in ONE call, and backs up N returns.
+// expand all of them in ONE call, evaluates in ONE call, and backs up N returns. What is evaluated:
+//   Evaluation::eager (ReST-MCTS*): every new child when it is created (a PRM scores each step);
+//   Evaluation::lazy  (AlphaZero, classic rollout MCTS): only a selected leaf, the first time it is
+//                     reached; it is then expanded in the same round and its children wait,
+//                     unevaluated, until selection reaches them.
+//
+// Players. For a TurnBasedProblem (problem.hpp) a node's value and evaluation are from the view of
+// the player who moved into it (Node::player = to_move(parent); kNobody for the root), so selection
+// at every node maximises the value of the player choosing there. A return G from player a's view
+// counts for player b as G when a == b, else as zero_sum_total − G (two-player zero-sum; 1 for
+// values in [0, 1] where a draw is 0.5, 0 for values in [−1, 1]). Single-agent problems have every
+// player 0 and nothing is converted.
 //
 // Selection, from the root while the node is fully expanded, child maximising
 //   PUCT (AlphaZero / AlphaLLM):  Q(c) + c_puct · P(c) · sqrt(N(s)) / (1 + N(c))
 //   UCT  (ReST-MCTS*):            Q(c) + c · sqrt(2 ln N(s) / N(c));  unvisited: Q(c) + unvisited_bonus
-// where Q(c) is the child's value estimate (its evaluation until it is visited). Ties go to the
-// earliest child. (AlphaLLM's UCT, Q + c'·sqrt(ln N / n), is this rule with c = c'/√2.)
+// where Q(c) is the child's value estimate: once visited its backed-up value; unvisited, its
+// evaluation (eager) or `first_play_value` (lazy; unset: the parent's value from the chooser's
+// view). With Unvisited::infinite an unvisited child scores +∞ instead (ties: higher prior). Other
+// ties go to the earliest child. (AlphaLLM's UCT, Q + c'·sqrt(ln N / n), is UCT with c = c'/√2.)
 // Virtual loss: a child with v selections in flight counts as N(c)+v visits whose v pending returns
 // are `virtual_loss_value`, i.e. Q_eff = (Q·N + v·virtual_loss_value)/(N + v), and its parent as
 // N(s)+v_s, so later selections of the same round spread over other leaves.
@@ -18,16 +31,19 @@
 // be merged (merge.hpp). Root noise: the priors of new root children become
 // (1−ε)·P + ε·η, η ~ Dirichlet(α) drawn with kaizen::gamma_draw.
 // Simulation return of a leaf L: G = (1−α_r)·v(L) + α_r·max_c v(c) over L's children when L was
-// just expanded (ReST-MCTS*'s roll-out blend; α_r = 0 gives G = v(L)); a terminal L returns v(L).
-// Backup along the path, every node N += 1 and
+// just expanded (ReST-MCTS*'s roll-out blend, eager only; α_r = 0 gives G = v(L); the max is taken
+// from the view of the player to move at L, then converted to L's mover); a terminal L returns v(L).
+// Backup along the path, every node N += 1 and (G converted to each node's player)
 //   mean (AlphaZero / AlphaLLM):  W += G, Q = W / N
 //   rest_mcts (ReST-MCTS*):       L: Q = G the first time (the blend), ancestors and re-visited
-//                                 nodes: Q = Σ_c Q_c·N_c / Σ_c N_c over visited children.
+//                                 nodes: Q = Σ_c Q_c·N_c / Σ_c N_c over visited children (each Q_c
+//                                 converted to the node's player).
 // Stops after `simulations` returns, when a round starts with ≥ max_nodes nodes, or when a new
 // terminal node's evaluation reaches `end_gate`.
 // Output: best_path (most-visited, max-value or visit-sampled descent) and best_terminal.
 //
-// Scope: single-agent, deterministic transitions (each step text is a state), no chance nodes.
+// Scope: single-agent search or two-player zero-sum games (more players reduce to "me against the
+// rest"), deterministic transitions (each step text is a state), no chance nodes.
 //
 // References:
 //   Silver et al., "Mastering the game of Go without human knowledge" (2017) - PUCT, Dirichlet noise.
@@ -62,6 +78,16 @@ namespace kaizen::search {
 enum class Selection : std::uint8_t { puct, uct };
 /// The value-backup rule.
 enum class Backup : std::uint8_t { mean, rest_mcts };
+/// Which nodes the problem's evaluate is called on.
+enum class Evaluation : std::uint8_t {
+  eager,  ///< every new child, when it is created (ReST-MCTS*: the PRM scores each proposed step)
+  lazy,   ///< only a selected leaf, when first reached (AlphaZero; rollout evaluators)
+};
+/// How selection scores a child that has no visit yet.
+enum class Unvisited : std::uint8_t {
+  estimate,  ///< Q = its evaluation (eager) or first_play_value (lazy), + unvisited_bonus under UCT
+  infinite,  ///< +∞: every child is tried once before any is revisited (ties: higher prior, earlier)
+};
 /// How best_path descends a finished tree.
 enum class OutputStrategy : std::uint8_t {
   most_visited,  ///< the child with most visits (ties: higher value, then earlier)
@@ -69,13 +95,18 @@ enum class OutputStrategy : std::uint8_t {
   sampled,       ///< a child drawn with probability ∝ visits^(1/temperature)
 };
 
-/// MCTS options; designated initializers, e.g. {.selection = Selection::uct, .c = 0.4}.
+/// MCTS options; designated initializers, e.g. {.selection = Selection::uct, .c = 0.4}. Every member
+/// has a default member initializer, so any subset can be given without -Wmissing-field-initializers.
 struct MctsOptions {
   Selection selection = Selection::puct;
   double c = 1.0;                     ///< c_puct, or the UCT constant (ReST-MCTS* uses 0.4)
   double unvisited_bonus = 0.8;       ///< UCT: score of an unvisited child = Q + this (ReST-MCTS* INF)
+  Unvisited unvisited = Unvisited::estimate;  ///< or +∞ for unvisited children
+  std::optional<double> first_play_value{};   ///< lazy: Q of an unevaluated child; unset = parent's Q
   Backup backup = Backup::mean;
-  double rollout_alpha = 0.0;         ///< ReST-MCTS* blend α in [0, 1] (0.5 in the paper)
+  Evaluation evaluation = Evaluation::eager;  ///< evaluate every new child, or only selected leaves
+  double rollout_alpha = 0.0;         ///< ReST-MCTS* blend α in [0, 1] (0.5 in the paper); eager only
+  double zero_sum_total = 1.0;        ///< turn-based problems: the other player's value is this − value
   std::size_t simulations = 100;      ///< returns backed up per search() call (> 0)
   std::size_t leaves_per_round = 1;   ///< N leaves selected and expanded per batched round (> 0)
   double virtual_loss_value = 0.0;    ///< assumed return of an in-flight selection
@@ -84,7 +115,7 @@ struct MctsOptions {
   double widening_alpha = 0.5;        ///< in (0, 1]
   double dirichlet_alpha = 0.0;       ///< root noise concentration; 0 = off
   double dirichlet_epsilon = 0.25;    ///< root noise weight in [0, 1]
-  std::optional<double> end_gate;     ///< stop when a new terminal node evaluates >= this
+  std::optional<double> end_gate{};   ///< stop when a new terminal node evaluates >= this
   std::size_t max_nodes = 0;          ///< stop when a round starts with >= this many nodes; 0 = off
   MergeOptions merge{};               ///< state merging of equivalent steps
   std::uint64_t seed = 0;             ///< seeds the engine (root noise)
@@ -96,6 +127,12 @@ inline void validate(const MctsOptions& o) {
   KAIZEN_CHECK(std::isfinite(o.unvisited_bonus), "MctsOptions: expected a finite unvisited_bonus, got ", o.unvisited_bonus);
   KAIZEN_CHECK(o.rollout_alpha >= 0.0 && o.rollout_alpha <= 1.0, "MctsOptions: expected rollout_alpha in [0, 1], got ",
                o.rollout_alpha);
+  KAIZEN_CHECK(o.rollout_alpha == 0.0 || o.evaluation == Evaluation::eager,
+               "MctsOptions: rollout_alpha = ", o.rollout_alpha,
+               " needs Evaluation::eager (lazy evaluation leaves the new children unevaluated)");
+  KAIZEN_CHECK(!o.first_play_value || std::isfinite(*o.first_play_value),
+               "MctsOptions: expected a finite first_play_value, got ", o.first_play_value.value_or(0.0));
+  KAIZEN_CHECK(std::isfinite(o.zero_sum_total), "MctsOptions: expected a finite zero_sum_total, got ", o.zero_sum_total);
   KAIZEN_CHECK(o.simulations > 0, "MctsOptions: expected simulations > 0, got 0");
   KAIZEN_CHECK(o.leaves_per_round > 0, "MctsOptions: expected leaves_per_round > 0, got 0");
   KAIZEN_CHECK(std::isfinite(o.virtual_loss_value), "MctsOptions: expected a finite virtual_loss_value, got ",
@@ -158,7 +195,11 @@ class Mcts {
   Mcts(P& problem, MctsOptions options, State root_state = State{})
       : problem_(problem), options_(options), tree_(std::move(root_state)), rng_(options.seed) {
     validate(options_);
+    if constexpr (TurnBasedProblem<P>) tree_[Tree<State>::root()].player = kNobody;
   }
+
+  /// True for a TurnBasedProblem: values are per player (see the header comment).
+  static constexpr bool turn_based = TurnBasedProblem<P>;
 
   /// Reserves the tree for `nodes` nodes (plus step text and tokens) and the round buffers for
   /// `proposals_per_round` proposed children per round (default: leaves_per_round · branch).
@@ -209,19 +250,39 @@ class Mcts {
 
   [[nodiscard]] bool expandable(const Node& n) const { return !n.terminal && !n.exhausted && n.num_children < child_limit(n); }
 
+  /// A value from player `from`'s view, seen by player `to` (identity in single-agent search).
+  [[nodiscard]] double for_player(double value, [[maybe_unused]] std::int32_t from,
+                                  [[maybe_unused]] std::int32_t to) const noexcept {
+    if constexpr (TurnBasedProblem<P>) return from == to ? value : options_.zero_sum_total - value;
+    else return value;
+  }
+
   [[nodiscard]] NodeId best_child(NodeId parent) const {
     const Node& p = tree_[parent];
     const double parent_visits = static_cast<double>(p.visits) + static_cast<double>(p.in_flight);
+    const bool infinite = options_.unvisited == Unvisited::infinite;
+    const bool puct = options_.selection == Selection::puct;
+    // The parent's factor of puct_score / uct_score, computed once per selection.
+    const double explore = puct ? options_.c * std::sqrt(parent_visits)
+                                : options_.c * std::sqrt(2.0 * std::log(std::max(parent_visits, 1.0)));
     NodeId best = kNoNode;
     double best_score = -std::numeric_limits<double>::infinity();
+    bool best_unvisited = false;  // with Unvisited::infinite: the best so far is an unvisited child
     for (NodeId c = p.first_child; c != kNoNode; c = tree_[c].next_sibling) {
       const Node& child = tree_[c];
       const double n = static_cast<double>(child.visits);
       const double v = static_cast<double>(child.in_flight);
-      const double q = v > 0.0 ? (child.value * n + options_.virtual_loss_value * v) / (n + v) : child.value;
-      const double score = options_.selection == Selection::puct
-                               ? puct_score(q, child.prior, parent_visits, n + v, options_.c)
-                               : uct_score(q, parent_visits, n + v, options_.c, options_.unvisited_bonus);
+      if (infinite && n + v == 0.0) {  // +∞; among unvisited children the higher prior, then the earlier
+        if (!best_unvisited || child.prior > best_score) best = c, best_score = child.prior, best_unvisited = true;
+        continue;
+      }
+      if (best_unvisited) continue;
+      double q = child.value;
+      if (n == 0.0 && std::isnan(child.evaluation))  // lazy: never evaluated yet (first-play value)
+        q = options_.first_play_value ? *options_.first_play_value : for_player(p.value, p.player, child.player);
+      if (v > 0.0) q = (q * n + options_.virtual_loss_value * v) / (n + v);
+      const double score = puct ? q + explore * child.prior / (1.0 + n + v)
+                                : (n + v > 0.0 ? q + explore / std::sqrt(n + v) : q + options_.unvisited_bonus);
       if (best == kNoNode || score > best_score) best = c, best_score = score;
     }
     return best;
@@ -247,10 +308,18 @@ class Mcts {
     requests_.clear();
     expanded_.clear();
     const std::size_t budget = std::min(options_.leaves_per_round, options_.simulations - stats.simulations);
+    const bool lazy = options_.evaluation == Evaluation::lazy;
+    new_nodes_.clear();
     for (std::size_t i = 0; i < budget; ++i) {
       const NodeId leaf = select_leaf();
       if (leaf == kNoNode) break;
       selected_.push_back(leaf);
+      if (lazy && std::isnan(tree_[leaf].evaluation)) new_nodes_.push_back(leaf);
+    }
+    // Lazy: the selected leaves reached for the first time are evaluated (one call) before the
+    // expansion, which then skips those that turned out terminal.
+    if (!new_nodes_.empty()) evaluate_new(stats);
+    for (const NodeId leaf : selected_) {
       const Node& n = tree_[leaf];
       const bool expand = expandable(n);
       expanded_.push_back(expand);
@@ -262,7 +331,7 @@ class Mcts {
       problem_.expand(static_cast<const Tree<State>&>(tree_), std::span<const ExpandRequest>(requests_), expansion_);
       ++stats.expand_calls;
       add_children(stats);
-      if (!new_nodes_.empty()) evaluate_new(stats);
+      if (!lazy && !new_nodes_.empty()) evaluate_new(stats);
     }
     for (std::size_t i = 0; i < selected_.size(); ++i) backup(selected_[i], expanded_[i]);
     stats.simulations += selected_.size();
@@ -284,11 +353,18 @@ class Mcts {
     for (std::size_t r = 0; r < requests_.size(); ++r) {
       const NodeId leaf = requests_[r].leaf;
       const std::size_t first_new = new_nodes_.size();
+      std::int32_t mover = 0;
+      if constexpr (TurnBasedProblem<P>) {
+        mover = static_cast<std::int32_t>(problem_.to_move(static_cast<const Tree<State>&>(tree_), leaf));
+        KAIZEN_CHECK(mover >= 0, "Mcts: the problem's to_move returned ", mover, " for node ", leaf,
+                     ", expected a player >= 0");
+      }
       const std::span<const std::size_t> mine(order_.data() + offsets_[r], offsets_[r + 1] - offsets_[r]);
       if (options_.merge.enabled) add_merged(leaf, mine, requests_[r].count, stats);
       else
         for (std::size_t i = 0; i < mine.size() && i < requests_[r].count; ++i) add_one(leaf, proposed[mine[i]]);
       if (new_nodes_.size() == first_new) tree_[leaf].exhausted = true;
+      for (std::size_t i = first_new; i < new_nodes_.size(); ++i) tree_[new_nodes_[i]].player = mover;
       if (leaf == Tree<State>::root() && options_.dirichlet_alpha > 0.0 && new_nodes_.size() - first_new > 1)
         add_root_noise(first_new);
     }
@@ -356,26 +432,33 @@ class Mcts {
 
   void backup(NodeId leaf, bool just_expanded) {
     Node& l = tree_[leaf];
+    const std::int32_t player = l.player;
     double g = l.evaluation;
     if (just_expanded && options_.rollout_alpha > 0.0 && l.num_children > 0) {
+      // The best child for the player to move at L, seen by L's mover.
       double best = -std::numeric_limits<double>::infinity();
-      tree_.for_each_child(leaf, [&](NodeId c) { best = std::max(best, tree_[c].evaluation); });
-      g = (1.0 - options_.rollout_alpha) * g + options_.rollout_alpha * best;
+      std::int32_t chooser = player;
+      tree_.for_each_child(leaf, [&](NodeId c) {
+        best = std::max(best, tree_[c].evaluation);
+        chooser = tree_[c].player;
+      });
+      g = (1.0 - options_.rollout_alpha) * g + options_.rollout_alpha * for_player(best, chooser, player);
     }
     for (NodeId a = leaf; a != kNoNode; a = tree_[a].parent) {
       Node& n = tree_[a];
+      const double ga = for_player(g, player, n.player);
       ++n.visits;
       --n.in_flight;
-      n.value_sum += g;
+      n.value_sum += ga;
       if (options_.backup == Backup::mean) {
         n.value = n.value_sum / static_cast<double>(n.visits);
       } else {
         double num = 0.0, den = 0.0;
         tree_.for_each_child(a, [&](NodeId c) {
-          num += tree_[c].value * static_cast<double>(tree_[c].visits);
+          num += for_player(tree_[c].value, tree_[c].player, n.player) * static_cast<double>(tree_[c].visits);
           den += static_cast<double>(tree_[c].visits);
         });
-        n.value = den > 0.0 ? num / den : (a == leaf && n.visits == 1 ? g : n.value);
+        n.value = den > 0.0 ? num / den : (a == leaf && n.visits == 1 ? ga : n.value);
       }
     }
   }

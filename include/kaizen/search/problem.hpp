@@ -4,6 +4,8 @@
 //
 // The calls are batched: one `expand` serves every leaf selected in a round (so a sampler generates
 // the next steps of many leaves in one batch) and one `evaluate` scores every node created in it.
+// A problem with turns (a game, or a two-role search) also says whose turn it is (TurnBasedProblem);
+// values are then per player: each node's value is from the view of the player who moved into it.
 #pragma once
 
 #include <concepts>
@@ -98,5 +100,15 @@ concept SearchProblem = requires { typename P::State; } &&
       p.evaluate(tree, nodes, values);
       { p.terminal(tree, id) } -> std::convertible_to<bool>;
     };
+
+/// A SearchProblem with turns: `p.to_move(tree, id) -> int`, the player (>= 0) to move at the
+/// non-terminal node `id`. The search then stores in Node::player who moved into each node (the
+/// player to move at its parent; kNobody for the root) and `evaluate` must score a node from THAT
+/// player's view (a tic-tac-toe position just won by the mover scores 1). Problems without
+/// `to_move` are single-agent: every node's player is 0 and values need no conversion.
+template <class P>
+concept TurnBasedProblem = SearchProblem<P> && requires(P& p, const Tree<typename P::State>& tree, NodeId id) {
+  { p.to_move(tree, id) } -> std::convertible_to<std::int32_t>;
+};
 
 }  // namespace kaizen::search

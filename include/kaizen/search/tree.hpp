@@ -10,8 +10,9 @@
 //
 // Per node: visit count, in-flight (virtual-loss) count, value sum, the backed-up value estimate,
 // the prior, the evaluation (value model / process reward score when the node was created), the
-// step text and tokens, depth, and terminal / exhausted flags, plus a user `State` payload stored
-// in a parallel array (use an empty struct when the path text is the whole state).
+// player who moved into it (games; 0 in single-agent search), the step text and tokens, depth, and
+// terminal / exhausted flags, plus a user `State` payload stored in a parallel array (use an empty
+// struct when the path text is the whole state).
 #pragma once
 
 #include <cmath>
@@ -33,6 +34,8 @@ namespace kaizen::search {
 using NodeId = std::uint32_t;
 /// "No node": the root's parent, a leaf's first child, the last sibling's next sibling.
 inline constexpr NodeId kNoNode = std::numeric_limits<NodeId>::max();
+/// "Nobody moved here": Node::player of a game's root (every player counts it as the other side's).
+inline constexpr std::int32_t kNobody = -1;
 
 /// One node of the arena. Plain data; the Tree keeps the links consistent.
 struct Node {
@@ -48,6 +51,7 @@ struct Node {
   double value = 0.0;               ///< the value estimate selection uses (W/N, or the ReST-MCTS* V)
   double evaluation = std::numeric_limits<double>::quiet_NaN();  ///< value model / PRM score at creation
   double prior = 1.0;               ///< P(step | parent), for PUCT
+  std::int32_t player = 0;          ///< who moved into this node: value and evaluation are from their view
   std::uint32_t text_offset = 0, text_length = 0;    ///< the step text in the tree's text pool
   std::uint32_t token_offset = 0, token_length = 0;  ///< the step tokens in the tree's token pool
   bool terminal = false;   ///< a finished solution (no expansion)
