@@ -159,3 +159,55 @@ TEST_CASE("extraction stays linear on large adversarial inputs", "[consistency][
   for (int i = 0; i < 200000; ++i) answers += "answer ";
   CHECK(extract_choice(answers) == nullopt);
 }
+
+TEST_CASE("extract_boxed is linear on nested boxes and keeps an escaped trailing space", "[consistency][extract]") {
+  // 2 x 64K nested boxes: each box's content used to be copied, quadratic in the depth.
+  std::string nested;
+  for (int i = 0; i < 65536; ++i) nested += "\\boxed{";
+  nested += "7";
+  for (int i = 0; i < 65536; ++i) nested += "}";
+  CHECK(extract_boxed(nested) == "7");
+  CHECK(extract_boxed("\\framebox{9}") == "9");
+  CHECK(extract_boxed("\\boxed{7\\ }") == "7\\ ");
+  CHECK(extract_answer("\\boxed{7\\ }") == "7");
+}
+
+TEST_CASE("extract_last_number returns nothing rather than a wrong number", "[consistency][extract]") {
+  CHECK(extract_last_number("$\\frac {5}{36}$") == "5/36");
+  CHECK(extract_last_number("$\\$1{,}250$") == "1250");
+  CHECK(extract_last_number("2\\tfrac{1}{2}") == "2.5");
+  CHECK(extract_last_number("-2\\frac{1}{4} m") == "-2.25");
+  CHECK(extract_last_number("3\\frac{5}{2}") == "2.5");  // not a proper fraction: no mixed number
+  CHECK(extract_last_number("\xE2\x88\x92" "3") == "-3");  // U+2212 MINUS SIGN
+  CHECK(extract_last_number("5\xE2\x88\x92" "3") == "3");  // binary minus
+  CHECK(extract_last_number("3.0.1") == nullopt);
+  CHECK(extract_last_number("version 3.0.1 gives 5") == "5");
+  CHECK(extract_last_number("7 then \\frac{x}{36}") == nullopt);
+  CHECK(extract_last_number("\\frac{\\sqrt{3}}{2}") == nullopt);
+  CHECK(extract_last_number("5 then 3/0") == nullopt);
+}
+
+TEST_CASE("extract_answer reads the number right after the answer phrase", "[consistency][extract]") {
+  CHECK(extract_answer("The answer is 7, not 9.") == "7");
+  CHECK(extract_answer("so the final answer is: $-3.50$. We checked 4 cases") == "-3.5");
+  CHECK(extract_answer("Answer: 12\nthen 13") == "12");
+  CHECK(extract_answer_phrase("The answer is 7, not 9.") == "7, not 9");
+  CHECK(extract_answer_phrase("answer isotope") == nullopt);
+  CHECK(extract_answer_phrase("the answer is .") == nullopt);
+}
+
+TEST_CASE("normalize_answer keeps escaped backslashes and is idempotent", "[consistency][extract]") {
+  CHECK(normalize_answer("a \\\\ b") == "a\\\\b");
+  CHECK(normalize_answer("\\text{Monday}.") == "Monday");
+  CHECK(normalize_answer("\\text{Monday}") == "Monday");
+  CHECK(normalize_answer("\\text{$5$}") == "5");
+  CHECK(normalize_answer("$\\text{ 1,000 }$.") == "1000");
+  CHECK(normalize_answer("7\\ ") == "7");
+  CHECK(normalize_answer("\\,\\text{5}") == "5");  // needs a second pass: settled by the repetition
+  Rng rng(77);
+  for (int iteration = 0; iteration < 20000; ++iteration) {
+    const std::string text = random_text(rng, iteration % 2 == 0);
+    const std::string once = normalize_answer(text);
+    CHECK(normalize_answer(once) == once);
+  }
+}

@@ -1,0 +1,494 @@
+// kaizen/reward/math_equal.hpp - decide whether two parsed answers (reward/math_parse.hpp) are the
+// same mathematical object, with the GiNaC computer-algebra system.
+//
+// Rules (docs/rewards.md, "Math verifier"), with `gold` the reference and `given` the answer:
+//   scalars     exact first: GiNaC with exact rationals (decimals are exact: 0.5 == 1/2), equal when
+//               normal(gold - given) == 0 (`\sqrt{18}` == `3\sqrt{2}`, `2^{10}` == 1024). Otherwise a
+//               numeric fallback: both evaluated to floating point (free symbols substituted by two
+//               fixed points), equal when |a - b| <= rel_tol * max(|a|, |b|) (default 1e-9, so a
+//               rounded 0.3333333 is not 1/3; raise it to accept rounded decimals).
+//   percent     `p%` against a plain number q: PercentRule::either (p == q or p/100 == q, default),
+//               ::as_number (p == q), ::as_fraction (p/100 == q).
+//   equations   `x = 3` against 3: the right side when the left one is a lone symbol; two
+//               equations: same relation and (l1 - r1) / (l2 - r2) a nonzero constant for '=',
+//               side by side for inequalities.
+//   lists/sets  top-level lists and \{sets\}: same elements in any order (lists ordered by option);
+//               tuples, matrices (same shape) element by element; intervals by endpoints and
+//               closedness (`(a, b)` tuple == open interval by option); unions as sets of parts.
+//   `a \pm b`   the set {a + b, a - b}.
+//   words       equal ignoring case.
+// Bounded work: before GiNaC sees a power, exponents are checked (integer exponents above
+// `max_exponent`, results estimated above `max_digits` digits, non-numeric bases raised above 64
+// are refused), factorials and binomials above 1000 are refused, and every GiNaC exception is
+// caught: a refused or failed comparison is "not equal", never a hang or a crash. A deadline per
+// comparison (`time_limit`) is checked between element comparisons and before the numeric fallback
+// (GiNaC calls themselves are not interruptible; the guards above bound them).
+//
+// References: Bauer, Frink, Kreckel, "Introduction to the GiNaC Framework for Symbolic Computation
+// within the C++ Programming Language" (J. Symbolic Computation 33, 2002).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <complex>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <ginac/ginac.h>
+
+#include <kaizen/reward/math_parse.hpp>
+
+namespace kaizen::reward {
+
+enum class PercentRule : std::uint8_t { either, as_number, as_fraction };
+
+struct EqualOptions {
+  double rel_tol = 1e-9;           ///< numeric fallback tolerance, relative; <= 0 turns the fallback off
+  PercentRule percent = PercentRule::either;
+  bool ordered_lists = false;      ///< top-level lists "1, 2" compared in order
+  bool tuple_is_open_interval = true;  ///< (a, b) equals the open interval (a, b)
+  bool equation_rhs = true;        ///< `x = 3` equals 3
+  int max_exponent = 10000;        ///< larger integer exponents are refused before GiNaC
+  double max_digits = 5000;        ///< larger estimated numeric results are refused
+  std::chrono::microseconds time_limit{50000};  ///< per comparison (see the header comment)
+};
+
+namespace math_detail {
+
+struct Refused : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Turns trees into GiNaC expressions; one symbol table for both sides of a comparison.
+class ToGinac {
+ public:
+  ToGinac(const EqualOptions& options) : options_(options) {}
+
+  GiNaC::ex operator()(const MathExpr& e, int i) { return convert(e, i, 0); }
+
+  [[nodiscard]] const std::map<std::string, GiNaC::symbol>& symbols() const { return symbols_; }
+
+ private:
+  const EqualOptions& options_;
+  std::map<std::string, GiNaC::symbol> symbols_;
+
+  GiNaC::ex number(const std::string& text) {
+    std::string digits;
+    long exponent = 0;
+    long frac = 0;
+    bool in_frac = false;
+    std::size_t k = 0;
+    for (; k < text.size() && text[k] != 'e'; ++k) {
+      if (text[k] == '.') {
+        in_frac = true;
+        continue;
+      }
+      digits.push_back(text[k]);
+      if (in_frac) ++frac;
+    }
+    if (k < text.size()) exponent = std::stol(text.substr(k + 1));
+    if (digits.size() > 1000 || std::labs(exponent) > 1000) throw Refused("number too long");
+    const auto first = digits.find_first_not_of('0');
+    digits = first == std::string::npos ? "0" : digits.substr(first);
+    const long shift = exponent - frac;
+    GiNaC::numeric value(digits.c_str());
+    if (shift > 0) value = value * GiNaC::numeric(10).power(GiNaC::numeric(shift));
+    if (shift < 0) value = value / GiNaC::numeric(10).power(GiNaC::numeric(-shift));
+    return value;
+  }
+
+  GiNaC::ex symbol(const std::string& name) {
+    if (name == "i") return GiNaC::I;
+    auto it = symbols_.find(name);
+    if (it == symbols_.end()) it = symbols_.emplace(name, GiNaC::symbol(name)).first;
+    return it->second;
+  }
+
+  /// Estimated decimal digits of |x| for a numeric x (numerator or denominator, whichever is larger).
+  static double digits_of(const GiNaC::numeric& x) {
+    const GiNaC::numeric a = GiNaC::abs(x);
+    const GiNaC::numeric top = a.numer(), bottom = a.denom();
+    const GiNaC::numeric big = top > bottom ? top : bottom;
+    if (big.is_zero()) return 0;
+    // log10 through the bit length, safe for any size
+    return static_cast<double>(big.int_length()) * 0.30103;
+  }
+
+  GiNaC::ex power(const GiNaC::ex& base, const GiNaC::ex& exponent) {
+    if (GiNaC::is_a<GiNaC::numeric>(exponent)) {
+      const auto n = GiNaC::ex_to<GiNaC::numeric>(exponent);
+      if (!n.is_real()) throw Refused("complex exponent");
+      const double magnitude = std::fabs(n.to_double());
+      if (magnitude > options_.max_exponent) throw Refused("exponent too large");
+      if (GiNaC::is_a<GiNaC::numeric>(base)) {
+        const auto b = GiNaC::ex_to<GiNaC::numeric>(base);
+        if (b.is_real() && magnitude * std::max(1.0, digits_of(b)) > options_.max_digits) throw Refused("power too large");
+      } else if (n.is_integer() && magnitude > 64) {
+        throw Refused("symbolic power too large");
+      }
+    }
+    return GiNaC::pow(base, exponent);
+  }
+
+  GiNaC::ex convert(const MathExpr& e, int i, int depth) {
+    if (depth > 200) throw Refused("too deep");
+    const MathNode& n = e.at(i);
+    auto kid = [&](std::size_t k) { return convert(e, n.kids[k], depth + 1); };
+    switch (n.kind) {
+      case MathKind::number: return number(n.text);
+      case MathKind::symbol: return symbol(n.text);
+      case MathKind::constant:
+        if (n.text == "pi") return GiNaC::Pi;
+        if (n.text == "e") return GiNaC::exp(GiNaC::ex(1));
+        return symbol("\\infty");
+      case MathKind::add: {
+        GiNaC::ex sum = 0;
+        for (std::size_t k = 0; k < n.kids.size(); ++k) sum += kid(k);
+        return sum;
+      }
+      case MathKind::mul: {
+        GiNaC::ex product = 1;
+        for (std::size_t k = 0; k < n.kids.size(); ++k) product *= kid(k);
+        return product;
+      }
+      case MathKind::neg: return -kid(0);
+      case MathKind::div: {
+        const GiNaC::ex den = kid(1);
+        if (den.is_zero()) throw Refused("division by zero");
+        return kid(0) / den;
+      }
+      case MathKind::pow: return power(kid(0), kid(1));
+      case MathKind::sqrt: return GiNaC::sqrt(kid(0));
+      case MathKind::root: {
+        const GiNaC::ex index = kid(0);
+        if (index.is_zero()) throw Refused("zeroth root");
+        return power(kid(1), 1 / index);
+      }
+      case MathKind::percent: return kid(0) / 100;
+      case MathKind::abs: return GiNaC::abs(kid(0));
+      case MathKind::factorial:
+      case MathKind::binom: {
+        std::vector<GiNaC::numeric> args;
+        for (std::size_t k = 0; k < n.kids.size(); ++k) {
+          const GiNaC::ex x = kid(k);
+          if (!GiNaC::is_a<GiNaC::numeric>(x) || !GiNaC::ex_to<GiNaC::numeric>(x).is_nonneg_integer() ||
+              GiNaC::ex_to<GiNaC::numeric>(x) > 1000)
+            throw Refused("factorial or binomial of a non-integer or a large number");
+          args.push_back(GiNaC::ex_to<GiNaC::numeric>(x));
+        }
+        if (n.kind == MathKind::factorial) return GiNaC::factorial(args[0]);
+        return GiNaC::binomial(args[0], args[1]);
+      }
+      case MathKind::func: {
+        const GiNaC::ex x = kid(0);
+        const std::string& f = n.text;
+        if (f == "sin") return GiNaC::sin(x);
+        if (f == "cos") return GiNaC::cos(x);
+        if (f == "tan") return GiNaC::tan(x);
+        if (f == "sec") return 1 / GiNaC::cos(x);
+        if (f == "csc") return 1 / GiNaC::sin(x);
+        if (f == "cot") return GiNaC::cos(x) / GiNaC::sin(x);
+        if (f == "arcsin") return GiNaC::asin(x);
+        if (f == "arccos") return GiNaC::acos(x);
+        if (f == "arctan") return GiNaC::atan(x);
+        if (f == "sinh") return GiNaC::sinh(x);
+        if (f == "cosh") return GiNaC::cosh(x);
+        if (f == "tanh") return GiNaC::tanh(x);
+        if (f == "ln" || f == "log") return GiNaC::log(x);
+        if (f == "log10") return GiNaC::log(x) / GiNaC::log(GiNaC::ex(10));
+        if (f == "exp") return GiNaC::exp(x);
+        throw Refused("unknown function");
+      }
+      default: throw Refused("not a scalar");
+    }
+  }
+};
+
+[[nodiscard]] inline bool is_scalar(MathKind k) {
+  switch (k) {
+    case MathKind::word: case MathKind::pm: case MathKind::tuple: case MathKind::list: case MathKind::set:
+    case MathKind::interval: case MathKind::set_union: case MathKind::matrix: case MathKind::relation:
+      return false;
+    default: return true;
+  }
+}
+
+/// The comparison of two trees under options; owns the symbol table and the deadline.
+class Comparator {
+ public:
+  Comparator(const MathExpr& gold, const MathExpr& given, const EqualOptions& options)
+      : gold_(gold), given_(given), options_(options), to_ginac_(options),
+        deadline_(std::chrono::steady_clock::now() + options.time_limit) {}
+
+  bool equal() { return same(gold_.root, given_.root); }
+
+  [[nodiscard]] const std::string& why() const { return why_; }
+
+ private:
+  const MathExpr& gold_;
+  const MathExpr& given_;
+  const EqualOptions& options_;
+  ToGinac to_ginac_;
+  std::chrono::steady_clock::time_point deadline_;
+  std::string why_;
+
+  [[nodiscard]] const MathNode& g(int i) const { return gold_.at(i); }
+  [[nodiscard]] const MathNode& a(int i) const { return given_.at(i); }
+
+  bool out_of_time() {
+    if (std::chrono::steady_clock::now() <= deadline_) return false;
+    why_ = "time limit";
+    return true;
+  }
+
+  /// Elements of a set-like node: a list/set's kids, a \pm's two values are handled by caller.
+  bool unordered(const std::vector<int>& x, const std::vector<int>& y) {
+    if (x.size() != y.size()) return false;
+    std::vector<bool> used(y.size(), false);
+    for (int xi : x) {
+      bool found = false;
+      for (std::size_t j = 0; j < y.size() && !found; ++j) {
+        if (used[j]) continue;
+        if (out_of_time()) return false;
+        if (same(xi, y[j])) used[j] = found = true;
+      }
+      if (!found) return false;
+    }
+    return true;
+  }
+
+  bool ordered(const std::vector<int>& x, const std::vector<int>& y) {
+    if (x.size() != y.size()) return false;
+    for (std::size_t k = 0; k < x.size(); ++k) {
+      if (out_of_time()) return false;
+      if (!same(x[k], y[k])) return false;
+    }
+    return true;
+  }
+
+  [[nodiscard]] static bool lone_symbol(const MathExpr& e, int i) { return e.at(i).kind == MathKind::symbol; }
+
+  bool same(int gi, int ai) {
+    const MathNode& G = g(gi);
+    const MathNode& A = a(ai);
+    // Equations against values: `x = 3` vs 3 (either side).
+    if (options_.equation_rhs) {
+      if (A.kind == MathKind::relation && A.text == "\\in" && A.kids.size() == 2 && lone_symbol(given_, A.kids[0]))
+        return same(gi, A.kids[1]);
+      if (G.kind == MathKind::relation && G.text == "\\in" && G.kids.size() == 2 && lone_symbol(gold_, G.kids[0]))
+        return same(G.kids[1], ai);
+      if (A.kind == MathKind::relation && A.text == "=" && A.kids.size() == 2 && G.kind != MathKind::relation &&
+          lone_symbol(given_, A.kids[0]))
+        return same(gi, A.kids[1]);
+      if (G.kind == MathKind::relation && G.text == "=" && G.kids.size() == 2 && A.kind != MathKind::relation &&
+          lone_symbol(gold_, G.kids[0]))
+        return same(G.kids[1], ai);
+    }
+    const bool g_setlike = G.kind == MathKind::list || G.kind == MathKind::set || G.kind == MathKind::pm;
+    const bool a_setlike = A.kind == MathKind::list || A.kind == MathKind::set || A.kind == MathKind::pm;
+    if (G.kind == MathKind::pm || A.kind == MathKind::pm) return plus_minus(gi, ai);
+    if (g_setlike && a_setlike) {
+      if (G.kind == MathKind::list && A.kind == MathKind::list && options_.ordered_lists) return ordered(G.kids, A.kids);
+      return unordered(G.kids, A.kids);
+    }
+    if (g_setlike != a_setlike) {
+      // A one-element set vs its element is not the same answer; a list never is a scalar.
+      return false;
+    }
+    if (G.kind == MathKind::word || A.kind == MathKind::word) {
+      if (G.kind != A.kind) return false;
+      return G.text == A.text;
+    }
+    if (G.kind == MathKind::tuple || A.kind == MathKind::tuple) {
+      if (G.kind == A.kind) return ordered(G.kids, A.kids);
+      const bool mixed_interval = (G.kind == MathKind::interval && G.flags == 0) || (A.kind == MathKind::interval && A.flags == 0);
+      if (options_.tuple_is_open_interval && mixed_interval) return ordered(G.kids, A.kids);
+      return false;
+    }
+    if (G.kind == MathKind::interval || A.kind == MathKind::interval) {
+      if (G.kind != A.kind || G.flags != A.flags) return false;
+      return ordered(G.kids, A.kids);
+    }
+    if (G.kind == MathKind::set_union || A.kind == MathKind::set_union) {
+      if (G.kind != A.kind) return false;
+      return unordered(G.kids, A.kids);
+    }
+    if (G.kind == MathKind::matrix || A.kind == MathKind::matrix) {
+      if (G.kind != A.kind || G.flags != A.flags) return false;
+      return ordered(G.kids, A.kids);
+    }
+    if (G.kind == MathKind::relation || A.kind == MathKind::relation) {
+      if (G.kind != A.kind || G.text != A.text || G.kids.size() != A.kids.size()) return false;
+      if (G.text == "=" && G.kids.size() == 2) return equation(G, A);
+      return ordered(G.kids, A.kids);
+    }
+    // Percent against a plain value.
+    if (A.kind == MathKind::percent && G.kind != MathKind::percent) return percent(gi, A.kids[0], false);
+    if (G.kind == MathKind::percent && A.kind != MathKind::percent) return percent(ai, G.kids[0], true);
+    return scalar(gi, ai);
+  }
+
+  bool plus_minus(int gi, int ai) {
+    // a \pm b is {a + b, a - b}: compare value sets.
+    auto values = [&](const MathExpr& e, int i, bool gold_side) -> std::optional<std::vector<GiNaC::ex>> {
+      std::vector<GiNaC::ex> out;
+      const MathNode& n = e.at(i);
+      try {
+        auto add_one = [&](int k) {
+          const MathNode& m = e.at(k);
+          if (m.kind == MathKind::pm) {
+            const GiNaC::ex x = to_ginac_(e, m.kids[0]), y = to_ginac_(e, m.kids[1]);
+            out.push_back(x + y);
+            out.push_back(x - y);
+          } else if (m.kind == MathKind::relation && m.text == "=" && m.kids.size() == 2 && lone_symbol(e, m.kids[0]) &&
+                     options_.equation_rhs) {
+            const MathNode& r = e.at(m.kids[1]);
+            if (r.kind == MathKind::pm) {
+              const GiNaC::ex x = to_ginac_(e, r.kids[0]), y = to_ginac_(e, r.kids[1]);
+              out.push_back(x + y);
+              out.push_back(x - y);
+            } else {
+              out.push_back(to_ginac_(e, m.kids[1]));
+            }
+          } else if (is_scalar(m.kind)) {
+            out.push_back(to_ginac_(e, k));
+          } else {
+            throw Refused("not a value");
+          }
+        };
+        if (n.kind == MathKind::list || n.kind == MathKind::set) {
+          for (int k : n.kids) add_one(k);
+        } else {
+          add_one(i);
+        }
+      } catch (const std::exception&) {
+        return std::nullopt;
+      }
+      (void)gold_side;
+      return out;
+    };
+    auto x = values(gold_, gi, true);
+    auto y = values(given_, ai, false);
+    if (!x || !y || x->size() != y->size()) return false;
+    std::vector<bool> used(y->size(), false);
+    for (const auto& xv : *x) {
+      bool found = false;
+      for (std::size_t j = 0; j < y->size() && !found; ++j)
+        if (!used[j] && scalar_ex(xv, (*y)[j])) used[j] = found = true;
+      if (!found) return false;
+    }
+    return true;
+  }
+
+  bool equation(const MathNode& G, const MathNode& A) {
+    try {
+      const GiNaC::ex lg = to_ginac_(gold_, G.kids[0]), rg = to_ginac_(gold_, G.kids[1]);
+      const GiNaC::ex la = to_ginac_(given_, A.kids[0]), ra = to_ginac_(given_, A.kids[1]);
+      if (scalar_ex(lg, la) && scalar_ex(rg, ra)) return true;
+      const GiNaC::ex dg = (lg - rg).expand(), da = (la - ra).expand();
+      if (dg.is_zero() || da.is_zero()) return false;
+      const GiNaC::ex ratio = (dg / da).normal();
+      return GiNaC::is_a<GiNaC::numeric>(ratio) && !ratio.is_zero();
+    } catch (const std::exception& error) {
+      why_ = error.what();
+      return false;
+    }
+  }
+
+  bool percent(int plain_index, int percent_kid, bool plain_is_given) {
+    try {
+      const GiNaC::ex plain = plain_is_given ? to_ginac_(given_, plain_index) : to_ginac_(gold_, plain_index);
+      const GiNaC::ex p = plain_is_given ? to_ginac_(gold_, percent_kid) : to_ginac_(given_, percent_kid);
+      const bool as_number = options_.percent != PercentRule::as_fraction && scalar_ex(plain, p);
+      const bool as_fraction = options_.percent != PercentRule::as_number && scalar_ex(plain, p / 100);
+      return as_number || as_fraction;
+    } catch (const std::exception& error) {
+      why_ = error.what();
+      return false;
+    }
+  }
+
+  bool scalar(int gi, int ai) {
+    try {
+      return scalar_ex(to_ginac_(gold_, gi), to_ginac_(given_, ai));
+    } catch (const std::exception& error) {
+      why_ = error.what();
+      return false;
+    }
+  }
+
+  /// exact, then numeric with rel_tol; exceptions propagate to the callers above (all catch).
+  bool scalar_ex(const GiNaC::ex& x, const GiNaC::ex& y) {
+    const GiNaC::ex difference = x - y;
+    if (difference.is_zero()) return true;
+    if (GiNaC::is_a<GiNaC::numeric>(difference) && GiNaC::is_a<GiNaC::numeric>(x) && GiNaC::is_a<GiNaC::numeric>(y)) {
+      // two distinct exact numbers: equal only within the tolerance
+      const auto xn = GiNaC::ex_to<GiNaC::numeric>(x), yn = GiNaC::ex_to<GiNaC::numeric>(y);
+      const std::complex<double> xd(GiNaC::real(xn).to_double(), GiNaC::imag(xn).to_double());
+      const std::complex<double> yd(GiNaC::real(yn).to_double(), GiNaC::imag(yn).to_double());
+      const double scale = std::max(std::abs(xd), std::abs(yd));
+      return options_.rel_tol > 0 && std::isfinite(scale) && std::abs(xd - yd) <= options_.rel_tol * scale;
+    }
+    if (out_of_time()) return false;
+    if (difference.normal().is_zero()) return true;
+    if (options_.rel_tol <= 0 || out_of_time()) return false;
+    // Numeric fallback: free symbols at two fixed points.
+    const double points[2][4] = {{0.5772156649, 1.3247179572, 2.7182818284, 0.9159655941},
+                                 {1.6180339887, 0.7390851332, 1.2020569031, 2.6854520010}};
+    const int rounds = to_ginac_.symbols().empty() ? 1 : 2;
+    for (int round = 0; round < rounds; ++round) {
+      GiNaC::exmap at;
+      std::size_t k = 0;
+      for (const auto& [name, sym] : to_ginac_.symbols()) {
+        at[sym] = GiNaC::numeric(points[round][k % 4] + 0.1 * static_cast<double>(k / 4));
+        ++k;
+      }
+      const GiNaC::ex xv = x.subs(at).evalf(), yv = y.subs(at).evalf();
+      if (!GiNaC::is_a<GiNaC::numeric>(xv) || !GiNaC::is_a<GiNaC::numeric>(yv)) return false;
+      const auto xn = GiNaC::ex_to<GiNaC::numeric>(xv), yn = GiNaC::ex_to<GiNaC::numeric>(yv);
+      const std::complex<double> xc(GiNaC::real(xn).to_double(), GiNaC::imag(xn).to_double());
+      const std::complex<double> yc(GiNaC::real(yn).to_double(), GiNaC::imag(yn).to_double());
+      const double scale = std::max(std::abs(xc), std::abs(yc));
+      if (!std::isfinite(scale)) return false;
+      if (std::abs(xc - yc) > options_.rel_tol * scale) return false;
+    }
+    return true;
+  }
+};
+
+}  // namespace math_detail
+
+/// Outcome of a comparison: equal or not, and why not when a guard or an error decided it.
+struct EqualResult {
+  bool equal = false;
+  std::string why;
+};
+
+/// Whether `given` is the same answer as `gold` under `options` (see the header comment).
+/// Never throws: refused and failed comparisons are "not equal" with `why` set.
+[[nodiscard]] inline EqualResult math_equal_explained(const MathExpr& gold, const MathExpr& given, const EqualOptions& options = {}) {
+  EqualResult out;
+  try {
+    math_detail::Comparator comparator(gold, given, options);
+    out.equal = comparator.equal();
+    out.why = comparator.why();
+  } catch (const std::exception& error) {
+    out.equal = false;
+    out.why = error.what();
+  }
+  return out;
+}
+
+[[nodiscard]] inline bool math_equal(const MathExpr& gold, const MathExpr& given, const EqualOptions& options = {}) {
+  return math_equal_explained(gold, given, options).equal;
+}
+
+}  // namespace kaizen::reward

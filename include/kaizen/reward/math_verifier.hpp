@@ -1,0 +1,175 @@
+// kaizen/reward/math_verifier.hpp - the math Verifier the loops use:
+// `MathVerifier{}(prompt, completion) -> bool`, with `prompt.reference` the gold answer. It models
+// kaizen::Verifier and, through bool -> double, kaizen::OutcomeReward (core/reward.hpp).
+//
+// Steps of MathVerifier::check(completion_text, gold):
+//   1. Truncation: a completion that stopped on the token limit (FinishReason::length) or for
+//      another reason (::abort) is rejected (`reject_truncated`): its "answer" may be a fragment.
+//   2. Extraction (reward/math_extract.hpp): boxes, tags, phrases, GSM8K, last number; hedges,
+//      conflicting boxes and unclosed blocks are rejected.
+//   3. Multiple choice: a gold that is one letter A-Z (optionally "(B)", "B." or "\text{B}") is
+//      compared with the letter of the answer (the answer itself when it is a letter, else
+//      consistency::extract_choice over the completion).
+//   4. Fast path: consistency::normalize_answer of both equal -> correct; both plain numbers
+//      (canonical exact rationals) and different -> incorrect; no CAS involved.
+//   5. Parse both (reward/math_parse.hpp) and compare with GiNaC (reward/math_equal.hpp). When
+//      either does not parse, compare normalize_math texts (case-insensitive).
+// The verdict carries the extracted answer and the reason for a rejection (for logs and tests).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <kaizen/consistency/extract.hpp>
+#include <kaizen/core/error.hpp>
+#include <kaizen/core/reward.hpp>
+#include <kaizen/core/types.hpp>
+#include <kaizen/reward/math_equal.hpp>
+#include <kaizen/reward/math_extract.hpp>
+#include <kaizen/reward/math_parse.hpp>
+
+namespace kaizen::reward {
+
+struct MathVerifierOptions {
+  MathExtractOptions extract;
+  ParseOptions parse;
+  EqualOptions equal;
+  bool reject_truncated = true;  ///< FinishReason::length / ::abort are wrong answers
+};
+
+struct MathVerdict {
+  bool correct = false;
+  std::optional<std::string> answer;  ///< the extracted answer text
+  std::string reason;                 ///< why it was rejected (empty when correct)
+};
+
+class MathVerifier {
+ public:
+  MathVerifier() = default;
+  explicit MathVerifier(MathVerifierOptions options) : options_(std::move(options)) {}
+
+  [[nodiscard]] const MathVerifierOptions& options() const noexcept { return options_; }
+
+  /// The verdict on `text` against `gold`; `finish` tells whether the text was cut short.
+  /// Throws kaizen::Error only on an empty gold answer (a dataset bug, not a wrong answer).
+  [[nodiscard]] MathVerdict check(std::string_view text, std::string_view gold, FinishReason finish = FinishReason::stop) const {
+    KAIZEN_CHECK(!consistency::detail::trim(gold).empty(), "MathVerifier::check: the gold answer is empty (prompt.reference unset?)");
+    MathVerdict verdict;
+    if (options_.reject_truncated && finish != FinishReason::stop) {
+      verdict.reason = "truncated";
+      return verdict;
+    }
+    const MathExtraction extracted = extract_math_answer(text, options_.extract);
+    if (!extracted.answer) {
+      verdict.reason = std::string(to_string(extracted.failure));
+      // A letter question may be answered in prose: "The answer is (B)." has no box or number.
+      if (extracted.failure != ExtractFailure::no_answer) return verdict;
+    }
+    verdict.answer = extracted.answer;
+    if (const auto letter = choice_letter(gold)) {
+      std::optional<char> given = extracted.answer ? choice_letter(*extracted.answer) : std::nullopt;
+      if (!given) given = consistency::extract_choice(text, "ABCDEFGHIJ");
+      verdict.correct = given == letter;
+      verdict.reason = verdict.correct ? "" : "wrong choice";
+      return verdict;
+    }
+    if (!extracted.answer) return verdict;
+    verdict.correct = equivalent(*extracted.answer, gold);
+    verdict.reason = verdict.correct ? "" : "not equal";
+    return verdict;
+  }
+
+  /// Whether two answer texts (already extracted) are the same answer: steps 4 and 5 above.
+  [[nodiscard]] bool equivalent(std::string_view answer, std::string_view gold) const {
+    // The fast path drops spaces, which would glue "2 1/2" into 21/2: not for such texts.
+    if (!digits_around_space(answer) && !digits_around_space(gold)) {
+      const std::string a = consistency::normalize_answer(answer), g = consistency::normalize_answer(gold);
+      if (!a.empty() && a == g) return true;
+      if (is_plain_number(a) && is_plain_number(g) && !within_tolerance(a, g)) return false;
+    }
+    const ParseResult pa = parse_math(answer, options_.parse);
+    if (!pa.expr && pa.error == "hedge") return false;
+    const ParseResult pg = parse_math(gold, options_.parse);
+    if (pa.expr && pg.expr) return math_equal(*pg.expr, *pa.expr, options_.equal);
+    const std::string na = lower(normalize_math(answer, options_.parse)), ng = lower(normalize_math(gold, options_.parse));
+    return !na.empty() && na == ng;
+  }
+
+  /// kaizen::Verifier: the completion's text against `prompt.reference`.
+  [[nodiscard]] bool operator()(const Prompt& prompt, const Completion& completion) const {
+    return check(completion.text, prompt.reference, completion.finish).correct;
+  }
+
+ private:
+  MathVerifierOptions options_;
+
+  [[nodiscard]] static std::string lower(std::string s) {
+    for (auto& c : s)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return s;
+  }
+
+  /// Whether two canonical numbers could be equal under the numeric tolerance (then the CAS decides).
+  [[nodiscard]] bool within_tolerance(const std::string& a, const std::string& g) const {
+    auto value = [](const std::string& s) {  // strtod: no exception whatever the text
+      const auto slash = s.find('/');
+      if (slash == std::string::npos) return std::strtod(s.c_str(), nullptr);
+      return std::strtod(s.substr(0, slash).c_str(), nullptr) / std::strtod(s.substr(slash + 1).c_str(), nullptr);
+    };
+    const double x = value(a), y = value(g);
+    return std::fabs(x - y) <= options_.equal.rel_tol * std::max(std::fabs(x), std::fabs(y));
+  }
+
+  [[nodiscard]] static bool digits_around_space(std::string_view s) {
+    for (std::size_t i = 1; i + 1 < s.size(); ++i) {
+      if (!consistency::detail::is_space(s[i])) continue;
+      std::size_t j = i;
+      while (j < s.size() && consistency::detail::is_space(s[j])) ++j;
+      if (j < s.size() && consistency::detail::is_digit(s[j]) && consistency::detail::is_digit(s[i - 1])) return true;
+      i = j - 1;
+    }
+    return false;
+  }
+
+  /// A canonical number from consistency::normalize_answer that fits exact arithmetic: "-12",
+  /// "0.25", "1/3" (at most 18 digits, so the canonical text is the exact value).
+  [[nodiscard]] static bool is_plain_number(std::string_view s) {
+    if (s.empty() || s.size() > 18) return false;
+    std::size_t i = s[0] == '-' ? 1 : 0;
+    if (i >= s.size()) return false;
+    int marks = 0;
+    const std::size_t first = i;
+    for (; i < s.size(); ++i) {
+      if (s[i] == '.' || s[i] == '/') {
+        ++marks;
+        if (i == first || i + 1 == s.size()) return false;  // "212/", "/3": no number
+      } else if (!consistency::detail::is_digit(s[i])) {
+        return false;
+      }
+    }
+    return marks <= 1;
+  }
+
+  /// "B", "(B)", "B.", "B)", "\text{B}", "\textbf{(B)}" -> 'B'; anything else -> nullopt.
+  [[nodiscard]] static std::optional<char> choice_letter(std::string_view s) {
+    bool letter = false;  // cheap screen: no upper-case letter, no choice
+    for (char c : s) letter = letter || (c >= 'A' && c <= 'Z');
+    if (!letter || s.size() > 24) return std::nullopt;
+    std::string t = consistency::normalize_answer(s);
+    if (t.size() >= 2 && t.front() == '(' && t.back() == ')') t = t.substr(1, t.size() - 2);
+    if (t.size() == 2 && (t.back() == ')' || t.back() == '.')) t.pop_back();
+    if (t.size() == 1 && t[0] >= 'A' && t[0] <= 'Z') return t[0];
+    return std::nullopt;
+  }
+};
+
+static_assert(Verifier<MathVerifier>);
+static_assert(OutcomeReward<MathVerifier>);
+
+}  // namespace kaizen::reward
