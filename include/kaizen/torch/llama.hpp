@@ -6,8 +6,14 @@
 //   logits   = RMSNorm(h_L) · U^T                          U = E when tie_word_embeddings
 //
 //   RMSNorm(x) = x / sqrt(mean(x²) + ε) ⊙ g
-//   RoPE rotates each (i, i + D/2) pair of a head's dimensions by angle p · θ^(−2i/D) at position p
-//   (the "rotate_half" layout of Hugging Face Llama), so q·k depends only on the relative position.
+//   RoPE rotates each (i, i + D/2) pair of a head's dimensions by angle p · f_i at position p
+//   (the "rotate_half" layout of Hugging Face Llama), so q·k depends only on the relative position;
+//   f_i = θ^(−2i/D), or the scaled frequencies of io::rope_inverse_frequencies when rope_scaling is
+//   linear / dynamic / llama3 (dynamic uses the batch's largest position + 1 as the sequence length).
+//   Optional pieces, each off by default, for real checkpoints: an explicit head_dim D (Qwen3: D need
+//   not be hidden / heads), q/k/v biases (attention_bias; Qwen2), an o_proj bias (o_bias), MLP biases
+//   (mlp_bias), and a per-head RMSNorm of q and k over D before RoPE (qk_norm; Qwen3), and an untied
+//   output matrix U = lm_head.weight.
 //   Grouped-query attention: num_attention_heads query heads share num_key_value_heads K/V heads
 //   (each K/V head serves num_attention_heads / num_key_value_heads query heads).
 //
@@ -38,6 +44,7 @@
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/core/token_batch.hpp>
+#include <kaizen/io/decoder_config.hpp>
 
 // kaizen/torch/ lives in namespace kaizen::lm: a namespace kaizen::torch would hide ::torch inside kaizen.
 namespace kaizen::lm {
@@ -55,8 +62,51 @@ struct LlamaConfig {
   double rope_theta = 10000.0;
   bool tie_word_embeddings = true;
   bool attention_bias = false;  ///< bias on q/k/v projections (Qwen2: true)
+  bool o_bias = false;          ///< bias on o_proj (Hugging Face Llama/Qwen3 with attention_bias: true)
+  bool mlp_bias = false;        ///< bias on gate/up/down projections (Llama mlp_bias)
+  bool qk_norm = false;         ///< RMSNorm of each q and k head over head_dim before RoPE (Qwen3)
+  std::int64_t explicit_head_dim = 0;  ///< head_dim when > 0 (Qwen3); 0: hidden_size / num_attention_heads
+  io::RopeScaling rope_scaling;        ///< rope scaling (default: none)
 
-  [[nodiscard]] std::int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  [[nodiscard]] std::int64_t head_dim() const {
+    return explicit_head_dim > 0 ? explicit_head_dim : hidden_size / num_attention_heads;
+  }
+
+  /// The model configuration for a checkpoint described by `c` (every io::DecoderConfig feature maps
+  /// onto one of the fields above). Throws kaizen::Error naming the field when a value is not usable.
+  [[nodiscard]] static LlamaConfig from(const io::DecoderConfig& c) {
+    LlamaConfig out;
+    out.vocab_size = c.vocab_size;
+    out.hidden_size = c.hidden_size;
+    out.intermediate_size = c.intermediate_size;
+    out.num_hidden_layers = c.num_hidden_layers;
+    out.num_attention_heads = c.num_attention_heads;
+    out.num_key_value_heads = c.num_key_value_heads;
+    KAIZEN_CHECK(c.head_dim > 0, "LlamaConfig::from: head_dim must be > 0, got ", c.head_dim);
+    out.explicit_head_dim =
+        c.num_attention_heads > 0 && c.head_dim * c.num_attention_heads == c.hidden_size ? 0 : c.head_dim;
+    out.max_position_embeddings = c.max_position_embeddings;
+    out.rms_norm_eps = c.rms_norm_eps;
+    out.rope_theta = c.rope_theta;
+    out.rope_scaling = c.rope_scaling;
+    out.tie_word_embeddings = c.tie_word_embeddings;
+    out.attention_bias = c.qkv_bias;
+    out.o_bias = c.o_bias;
+    out.mlp_bias = c.mlp_bias;
+    out.qk_norm = c.qk_norm;
+    out.validate();
+    return out;
+  }
+
+  /// The inverse rotary frequencies f_i (i < head_dim / 2) for a sequence of `seq_len` positions.
+  [[nodiscard]] std::vector<double> rope_inverse_frequencies(std::int64_t seq_len) const {
+    io::DecoderConfig d;
+    d.head_dim = head_dim();
+    d.rope_theta = rope_theta;
+    d.rope_scaling = rope_scaling;
+    d.max_position_embeddings = max_position_embeddings;
+    return io::rope_inverse_frequencies(d, seq_len);
+  }
 
   /// Throws kaizen::Error naming the field unless every size is positive and the heads divide evenly.
   void validate() const {
@@ -64,11 +114,12 @@ struct LlamaConfig {
     KAIZEN_CHECK(hidden_size > 0, "LlamaConfig: hidden_size must be > 0, got ", hidden_size);
     KAIZEN_CHECK(intermediate_size > 0, "LlamaConfig: intermediate_size must be > 0, got ", intermediate_size);
     KAIZEN_CHECK(num_hidden_layers > 0, "LlamaConfig: num_hidden_layers must be > 0, got ", num_hidden_layers);
-    KAIZEN_CHECK(num_attention_heads > 0 && hidden_size % num_attention_heads == 0,
+    KAIZEN_CHECK(explicit_head_dim >= 0, "LlamaConfig: explicit_head_dim must be >= 0, got ", explicit_head_dim);
+    KAIZEN_CHECK(num_attention_heads > 0 && (explicit_head_dim > 0 || hidden_size % num_attention_heads == 0),
                  "LlamaConfig: num_attention_heads must be > 0 and divide hidden_size ", hidden_size, ", got ",
                  num_attention_heads);
-    KAIZEN_CHECK(head_dim() % 2 == 0, "LlamaConfig: the head dimension hidden_size / num_attention_heads must be "
-                 "even for rotary embeddings, got ", head_dim());
+    KAIZEN_CHECK(head_dim() % 2 == 0, "LlamaConfig: the head dimension (head_dim, or hidden_size / "
+                 "num_attention_heads) must be even for rotary embeddings, got ", head_dim());
     KAIZEN_CHECK(num_key_value_heads > 0 && num_attention_heads % num_key_value_heads == 0,
                  "LlamaConfig: num_key_value_heads must be > 0 and divide num_attention_heads ",
                  num_attention_heads, ", got ", num_key_value_heads);
@@ -76,6 +127,14 @@ struct LlamaConfig {
                  max_position_embeddings);
     KAIZEN_CHECK(rms_norm_eps > 0.0, "LlamaConfig: rms_norm_eps must be > 0, got ", rms_norm_eps);
     KAIZEN_CHECK(rope_theta > 0.0, "LlamaConfig: rope_theta must be > 0, got ", rope_theta);
+    const auto& r = rope_scaling;
+    KAIZEN_CHECK(r.type == io::RopeType::Default || r.factor > 0.0, "LlamaConfig: rope_scaling.factor must be > 0, got ",
+                 r.factor);
+    KAIZEN_CHECK(r.type != io::RopeType::Llama3 ||
+                     (r.original_max_position_embeddings > 0 && r.high_freq_factor > r.low_freq_factor),
+                 "LlamaConfig: llama3 rope_scaling needs original_max_position_embeddings > 0 and "
+                 "high_freq_factor > low_freq_factor, got ", r.original_max_position_embeddings, ", ",
+                 r.high_freq_factor, " and ", r.low_freq_factor);
   }
 
   /// Reads a config.json object; absent keys keep their defaults (num_key_value_heads defaults to
@@ -103,6 +162,7 @@ struct LlamaConfig {
     read("rope_theta", c.rope_theta);
     read("tie_word_embeddings", c.tie_word_embeddings);
     read("attention_bias", c.attention_bias);
+    read("head_dim", c.explicit_head_dim);
     c.validate();
     return c;
   }
@@ -121,6 +181,8 @@ struct LlamaConfig {
             {"tie_word_embeddings", tie_word_embeddings},
             {"attention_bias", attention_bias}};
   }
+  // from_json/to_json cover the original fields (and head_dim); checkpoints go through
+  // io::parse_hf_config and LlamaConfig::from, which know every family's conventions.
 };
 
 /// Keys and values of every layer for the tokens seen so far, plus which of them are real tokens.
@@ -164,6 +226,10 @@ class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const LlamaConfig& c)
       : heads_(c.num_attention_heads), kv_heads_(c.num_key_value_heads), head_dim_(c.head_dim()) {
+    if (c.qk_norm) {
+      q_norm = register_module("q_norm", RmsNorm(head_dim_, c.rms_norm_eps));
+      k_norm = register_module("k_norm", RmsNorm(head_dim_, c.rms_norm_eps));
+    }
     q_proj = register_module("q_proj", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, heads_ * head_dim_)
                                                              .bias(c.attention_bias)));
     k_proj = register_module("k_proj", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, kv_heads_ * head_dim_)
@@ -171,7 +237,7 @@ class AttentionImpl : public torch::nn::Module {
     v_proj = register_module("v_proj", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, kv_heads_ * head_dim_)
                                                              .bias(c.attention_bias)));
     o_proj = register_module("o_proj", torch::nn::Linear(torch::nn::LinearOptions(heads_ * head_dim_, c.hidden_size)
-                                                             .bias(false)));
+                                                             .bias(c.o_bias)));
   }
 
   /// x [B, T, H]; cos/sin [B, 1, T, D]; mask [B, 1, T, S] bool (true = may attend), S = past + T.
@@ -179,8 +245,14 @@ class AttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask, torch::Tensor* past_k, torch::Tensor* past_v) {
     const std::int64_t B = x.size(0), T = x.size(1);
-    torch::Tensor q = q_proj(x).view({B, T, heads_, head_dim_}).transpose(1, 2);
-    torch::Tensor k = k_proj(x).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
+    torch::Tensor q = q_proj(x).view({B, T, heads_, head_dim_});
+    torch::Tensor k = k_proj(x).view({B, T, kv_heads_, head_dim_});
+    if (q_norm) {
+      q = q_norm(q);
+      k = k_norm(k);
+    }
+    q = q.transpose(1, 2);
+    k = k.transpose(1, 2);
     torch::Tensor v = v_proj(x).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
@@ -203,6 +275,7 @@ class AttentionImpl : public torch::nn::Module {
   }
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  RmsNorm q_norm{nullptr}, k_norm{nullptr};  ///< only with qk_norm
 
  private:
   std::int64_t heads_, kv_heads_, head_dim_;
@@ -214,11 +287,11 @@ class MlpImpl : public torch::nn::Module {
  public:
   explicit MlpImpl(const LlamaConfig& c) {
     gate_proj = register_module("gate_proj",
-                                torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.intermediate_size).bias(false)));
+                                torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.intermediate_size).bias(c.mlp_bias)));
     up_proj = register_module("up_proj",
-                              torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.intermediate_size).bias(false)));
+                              torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.intermediate_size).bias(c.mlp_bias)));
     down_proj = register_module("down_proj",
-                                torch::nn::Linear(torch::nn::LinearOptions(c.intermediate_size, c.hidden_size).bias(false)));
+                                torch::nn::Linear(torch::nn::LinearOptions(c.intermediate_size, c.hidden_size).bias(c.mlp_bias)));
   }
   torch::Tensor forward(const torch::Tensor& x) { return down_proj(torch::silu(gate_proj(x)) * up_proj(x)); }
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
@@ -391,8 +464,14 @@ class LlamaModel : public torch::nn::Module {
                                                                torch::ScalarType dtype) const {
     const std::int64_t D = config_.head_dim();
     const auto opts = torch::TensorOptions().dtype(torch::kDouble).device(position_ids.device());
-    const torch::Tensor inv_freq =
-        torch::pow(config_.rope_theta, -torch::arange(0, D, 2, opts) / static_cast<double>(D));  // [D/2]
+    torch::Tensor inv_freq;  // [D/2]
+    if (config_.rope_scaling.type == io::RopeType::Default) {
+      inv_freq = torch::pow(config_.rope_theta, -torch::arange(0, D, 2, opts) / static_cast<double>(D));
+    } else {
+      const std::int64_t seq_len = position_ids.max().item<std::int64_t>() + 1;
+      std::vector<double> f = config_.rope_inverse_frequencies(seq_len);
+      inv_freq = torch::tensor(f, opts);
+    }
     const torch::Tensor angles = position_ids.to(torch::kDouble).unsqueeze(-1) * inv_freq;      // [B, T, D/2]
     const torch::Tensor emb = torch::cat({angles, angles}, -1).unsqueeze(1);                    // [B, 1, T, D]
     return {emb.cos().to(dtype), emb.sin().to(dtype)};
