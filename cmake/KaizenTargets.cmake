@@ -1,8 +1,13 @@
 # Helpers shared by tests/, bench/ and examples/ (not installed).
 #
-#   kaizen_add_test(<name> <src>... [LABELS <label>...] [NO_PCH])
-#   kaizen_add_bench(<name> <src>... [NO_PCH])
+#   kaizen_add_test(<name> <src>... [LABELS <label>...] [NO_PCH] [LINK <target>...])
+#   kaizen_add_bench(<name> <src>... [NO_PCH] [LINK <target>...])
 #   kaizen_add_example(<name> <src>...)
+#
+# LINK names the kaizen targets a program uses (default: kaizen::kaizen, i.e. everything with LibTorch).
+# A torch-free program says `LINK kaizen::core` (or kaizen::reward, kaizen::tokenizers) and NO_PCH: it then
+# compiles without LibTorch's headers and links no LibTorch or CUDA library. Programs that link
+# kaizen::kaizen also link kaizen::kernels when it exists.
 #
 # Project code gets -Wall -Wextra -Wpedantic -Werror; third-party headers come in as system includes
 # through their imported targets, so their warnings do not fail the build. Targets that include
@@ -32,12 +37,26 @@ function(_kaizen_pch_target name)
   file(CONFIGURE OUTPUT ${src} CONTENT "// precompiled-header carrier for ${name}\n")
   add_library(${name} OBJECT ${src})
   target_link_libraries(${name} PRIVATE kaizen::kaizen kaizen_project_options ${ARGN})
+  if(TARGET kaizen::kernels)   # same macro values as the programs that reuse this PCH
+    target_link_libraries(${name} PRIVATE kaizen::kernels)
+  endif()
   target_precompile_headers(${name} PRIVATE
     <torch/torch.h> <vector> <string> <span> <random> <optional> <algorithm> <cmath>)
 endfunction()
 
+# The libraries a program links: its LINK list (default kaizen::kaizen), plus the kernels for LibTorch users.
+function(_kaizen_link_libraries name)
+  if(NOT ARGN)
+    set(ARGN kaizen::kaizen)
+  endif()
+  target_link_libraries(${name} PRIVATE ${ARGN} kaizen_project_options)
+  if(TARGET kaizen::kernels AND ("kaizen::kaizen" IN_LIST ARGN OR "kaizen::torch" IN_LIST ARGN))
+    target_link_libraries(${name} PRIVATE kaizen::kernels)
+  endif()
+endfunction()
+
 function(kaizen_add_test name)
-  cmake_parse_arguments(ARG "NO_PCH" "" "LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "NO_PCH" "" "LABELS;LINK" ${ARGN})
   find_package(Catch2 2.13 REQUIRED)
   # Catch2's package adds its folder to CMAKE_MODULE_PATH only on the first find, and only in this
   # function's scope, so include Catch.cmake by path.
@@ -52,11 +71,9 @@ function(kaizen_add_test name)
     endif()
   endforeach()
   add_executable(${name} ${ARG_UNPARSED_ARGUMENTS})
-  target_link_libraries(${name} PRIVATE kaizen::kaizen kaizen_project_options Catch2::Catch2WithMain)
+  _kaizen_link_libraries(${name} ${ARG_LINK})
+  target_link_libraries(${name} PRIVATE Catch2::Catch2WithMain)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
-  if(TARGET kaizen::kernels)
-    target_link_libraries(${name} PRIVATE kaizen::kernels)
-  endif()
   if(NOT ARG_NO_PCH)
     _kaizen_pch_target(kaizen_test_pch Catch2::Catch2)
     target_precompile_headers(${name} REUSE_FROM kaizen_test_pch)
@@ -70,13 +87,13 @@ function(kaizen_add_test name)
 endfunction()
 
 function(kaizen_add_bench name)
-  cmake_parse_arguments(ARG "NO_PCH" "" "" ${ARGN})
+  cmake_parse_arguments(ARG "NO_PCH" "" "LINK" ${ARGN})
   find_package(benchmark REQUIRED)
   add_executable(${name} ${ARG_UNPARSED_ARGUMENTS})
-  target_link_libraries(${name} PRIVATE kaizen::kaizen kaizen_project_options benchmark::benchmark)
-  if(TARGET kaizen::kernels)
-    target_link_libraries(${name} PRIVATE kaizen::kernels)
-  endif()
+  _kaizen_link_libraries(${name} ${ARG_LINK})
+  target_link_libraries(${name} PRIVATE benchmark::benchmark nlohmann_json::nlohmann_json)
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/bench)   # <support/figures.hpp>
+  set_property(GLOBAL APPEND PROPERTY KAIZEN_BENCHMARKS ${name})           # for the kaizen_benchmarks target
   if(NOT ARG_NO_PCH)
     _kaizen_pch_target(kaizen_bench_pch benchmark::benchmark)
     target_precompile_headers(${name} REUSE_FROM kaizen_bench_pch)
@@ -85,10 +102,7 @@ endfunction()
 
 function(kaizen_add_example name)
   add_executable(${name} ${ARGN})
-  target_link_libraries(${name} PRIVATE kaizen::kaizen kaizen_project_options)
-  if(TARGET kaizen::kernels)
-    target_link_libraries(${name} PRIVATE kaizen::kernels)
-  endif()
+  _kaizen_link_libraries(${name})
   _kaizen_pch_target(kaizen_example_pch)
   target_precompile_headers(${name} REUSE_FROM kaizen_example_pch)
 endfunction()

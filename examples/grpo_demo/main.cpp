@@ -9,6 +9,9 @@
 //   5. held-out evaluation again; metrics as JSON lines and an SVG plot of reward / accuracy vs step
 //
 // Run it through ./scripts/demo.sh (configure + build + run) or directly: grpo_demo --help.
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -65,14 +68,26 @@ struct Options {
   std::uint64_t seed = 1;
 };
 
-/// "[#####.....]  step 12/60" on one terminal line.
+/// On a terminal, "[#####.....]  step 12/60  ..." redrawn on one line. Into a file or a pipe (a CI log),
+/// a plain line every `kLogEvery` steps and at the last one, never carriage-return frames.
 void progress(int step, int total, const std::string& tail) {
+  static const bool terminal = ::isatty(::fileno(stderr)) != 0;
+  if (!terminal) {
+    constexpr int kLogEvery = 20;
+    if (step % kLogEvery == 0 || step == total) std::fprintf(stderr, "step %d/%d  %s\n", step, total, tail.c_str());
+    return;
+  }
   constexpr int kWidth = 30;
-  const int filled = total > 0 ? step * kWidth / total : kWidth;
+  const int filled = total > 0 ? std::min(step, total) * kWidth / total : kWidth;
   std::string bar(static_cast<std::size_t>(filled), '#');
   bar.resize(kWidth, '.');
   std::fprintf(stderr, "\r[%s] step %3d/%d  %s   ", bar.c_str(), step, total, tail.c_str());
   std::fflush(stderr);
+}
+
+/// Ends the progress line on a terminal (a log's lines already end).
+void end_progress() {
+  if (::isatty(::fileno(stderr)) != 0) std::fputc('\n', stderr);
 }
 
 /// The rest of the program, for one task type.
@@ -104,7 +119,7 @@ int run(const Options& o, const Task& task) {
   config.max_position_embeddings = 32;
   lm::LlamaModel model(config);
   model.to(device);
-  lm::LlamaSampler sampler(model, tokenizer.pad_id());
+  lm::LlamaSampler sampler(model, tokenizer);   // decodes Completion::text too
   tasks::TaskVerifier<Task, tasks::CharTokenizer> verifier{&task, &tokenizer};
 
   SamplingParams sampling;
@@ -172,7 +187,8 @@ int run(const Options& o, const Task& task) {
                   m["loss"].get<double>(), probe_pass, o.warm_start_target);
     progress(static_cast<int>(sft_done), o.sft_steps, tail);
   });
-  std::cerr << "\nwarm start: " << sft_done << " SFT steps\n";
+  end_progress();
+  std::cerr << "warm start: " << sft_done << " SFT steps\n";
   const loop::EvalResult before = evaluate(0);
   std::fprintf(stderr, "held-out after the warm start: pass@1 %.3f  maj@%d %.3f  mean length %.2f\n",
                before.pass_at_1, o.eval_k, before.maj_at_k, before.mean_length);
@@ -219,7 +235,7 @@ int run(const Options& o, const Task& task) {
   else if (o.loss == "dr_grpo") train(pg::DrGrpoObjective{.aggregation = {.constant = 12.0}});
   else if (o.loss == "gspo") train(pg::kGspo);
   else train(pg::CispoObjective{});
-  std::cerr << "\n";
+  end_progress();
 
   const loop::EvalResult after = evaluate(o.steps);
   eval_x.push_back(static_cast<double>(o.steps));

@@ -6,6 +6,8 @@
 #include <kaizen/consistency.hpp>
 #include <kaizen/core.hpp>
 #include <kaizen/curriculum.hpp>
+#include <kaizen/curriculum/linucb.hpp>
+#include <kaizen/curriculum/tensor_gains.hpp>
 #include <kaizen/loop.hpp>
 #include <kaizen/policy_gradient.hpp>
 #include <kaizen/preference.hpp>

@@ -13,6 +13,7 @@
 #include <Eigen/Dense>
 
 #include <kaizen/curriculum.hpp>
+#include <kaizen/curriculum/linucb.hpp>
 
 namespace {
 

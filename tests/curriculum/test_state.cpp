@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <kaizen/curriculum.hpp>
+#include <kaizen/curriculum/linucb.hpp>
 
 namespace {
 

@@ -155,8 +155,8 @@ TEST_CASE("CUDA sample_tokens agrees with the CPU sampler given the same draws",
     const double agree = (cpu.ids == gpu.ids.cpu()).to(torch::kFloat64).mean().item<double>();
     CHECK(agree > 0.95);
     const auto same = cpu.ids == gpu.ids.cpu();
-    CHECK(max_abs_diff(cpu.logprobs.masked_select(same), gpu.logprobs.cpu().masked_select(same)) < 5e-5);
-    CHECK(max_abs_diff(cpu.filtered_logprobs.masked_select(same), gpu.filtered_logprobs.cpu().masked_select(same)) <
+    CHECK(max_abs_diff(cpu.tempered_logprobs.masked_select(same), gpu.tempered_logprobs.cpu().masked_select(same)) < 5e-5);
+    CHECK(max_abs_diff(cpu.sampling_logprobs.masked_select(same), gpu.sampling_logprobs.cpu().masked_select(same)) <
           5e-5);
   }
   kaizen::Rng rng(1);

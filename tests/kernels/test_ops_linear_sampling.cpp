@@ -169,9 +169,9 @@ TEST_CASE("sample_tokens draws only kept tokens, with the filtered frequencies a
       for (std::size_t j = 0; j < freq.size(); ++j) worst = std::max(worst, std::abs(freq[j] - keep[j]));
       CHECK(worst < 0.035);
       const auto ref_lp = full.index_select(0, out.ids);
-      CHECK(max_abs_diff(out.logprobs, ref_lp) < 2e-5);
+      CHECK(max_abs_diff(out.tempered_logprobs, ref_lp) < 2e-5);
       const auto keep_t = torch::tensor(keep, torch::kFloat64).index_select(0, out.ids).log();
-      CHECK(max_abs_diff(out.filtered_logprobs, keep_t) < 2e-5);
+      CHECK(max_abs_diff(out.sampling_logprobs, keep_t) < 2e-5);
     }
   }
 }
@@ -186,7 +186,7 @@ TEST_CASE("sample_tokens is deterministic per seed, greedy at top_k 1, and check
   CHECK(a() == b());
   const auto greedy = kaizen::ops::sample_tokens(logits, {.top_k = 1}, a);
   CHECK(torch::equal(greedy.ids, logits.argmax(-1)));
-  CHECK(max_abs_diff(greedy.filtered_logprobs, torch::zeros({16})) < 1e-6);
+  CHECK(max_abs_diff(greedy.sampling_logprobs, torch::zeros({16})) < 1e-6);
   const auto single = kaizen::ops::sample_tokens(logits[0], {.top_k = 1}, a);
   CHECK(single.ids.dim() == 0);
   CHECK(single.ids.item<std::int64_t>() == logits[0].argmax().item<std::int64_t>());

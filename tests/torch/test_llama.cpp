@@ -13,6 +13,7 @@
 #include <kaizen/core/types.hpp>
 #include <kaizen/loop/grpo.hpp>
 #include <kaizen/policy_gradient/options.hpp>
+#include <kaizen/tasks/tokenizer.hpp>
 #include <kaizen/torch/llama.hpp>
 #include <kaizen/torch/llama_sampler.hpp>
 #include <kaizen/torch/logit_transform.hpp>
@@ -203,6 +204,39 @@ TEST_CASE("LlamaSampler log-probs equal the trainer's recomputed log-probs", "[t
   // The transform matters: without it the trainer's log-probs differ.
   const torch::Tensor plain = kaizen::lm::policy_logprobs(model, batch);
   CHECK((plain - trainer).abs().masked_select(mask).max().item<double>() > 1e-2);
+}
+
+TEST_CASE("LlamaSampler built with a tokenizer fills Completion::text, and only then", "[torch][sampler]") {
+  torch::manual_seed(6);
+  torch::set_num_threads(1);
+  const kaizen::tasks::CharTokenizer tokenizer("0123456789+-*/()=>,: ");   // 2 + 21 = 23 ids
+  LlamaConfig config = tiny_config();
+  config.vocab_size = tokenizer.vocab_size();
+  LlamaModel model(config);
+  spread_weights(model, 0.5);
+  kaizen::lm::LlamaSampler with_text(model, tokenizer);
+  kaizen::lm::LlamaSampler without_text(model, tokenizer.pad_id());
+  CHECK(with_text.decodes_text());
+  CHECK_FALSE(without_text.decodes_text());
+  const std::vector<kaizen::Prompt> prompts{kaizen::Prompt{.tokens = tokenizer.encode("12+3=")},
+                                            kaizen::Prompt{.tokens = tokenizer.encode("7*8=")}};
+  kaizen::SamplingParams params;
+  params.max_new_tokens = 6;
+  params.stop_tokens = {tokenizer.eos_id()};
+  params.seed = 3;
+  const auto texts = with_text.sample(std::span<const kaizen::Prompt>(prompts), params);
+  const auto plain = without_text.sample(std::span<const kaizen::Prompt>(prompts), params);
+  REQUIRE(texts.size() == 2);
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    CHECK(texts[i].tokens == plain[i].tokens);                    // decoding changes nothing else
+    CHECK(texts[i].text == tokenizer.decode(texts[i].tokens));
+    CHECK(plain[i].text.empty());
+  }
+  CHECK((texts[0].text.size() + texts[1].text.size()) > 0);
+  // A tokenizer with more ids than the model's vocabulary is refused.
+  LlamaModel small(tiny_config());   // 13 ids
+  CHECK_THROWS_WITH(kaizen::lm::LlamaSampler(small, tokenizer),
+                    Catch::StartsWith("LlamaSampler: the tokenizer has 23 tokens but the model's vocabulary is 13"));
 }
 
 TEST_CASE("bad input gives kaizen errors", "[torch][errors]") {

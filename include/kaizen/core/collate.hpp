@@ -7,7 +7,7 @@
 #include <span>
 #include <vector>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/core/token_batch.hpp>

@@ -4,7 +4,7 @@
 #include <concepts>
 #include <vector>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <kaizen/core/token_batch.hpp>
 
@@ -25,6 +25,21 @@ concept Policy = requires(P& p, const TokenBatch& batch) {
   { p.logits(batch) } -> std::convertible_to<torch::Tensor>;
   { p.parameters() } -> std::convertible_to<std::vector<torch::Tensor>>;
 };
+
+/// A LibTorch module holder, as `TORCH_MODULE(Net)` declares `Net` around `NetImpl`: a shared pointer to
+/// the module, which is not itself a Policy (its members are reached through `->`). kaizen's entry points
+/// that take a Policy reject a holder with a static_assert that says to pass the module: `*net`.
+template <class H>
+concept TorchModuleHolder = !Policy<H> && requires(H& h) {
+  typename H::ContainedType;
+  { h.get() } -> std::convertible_to<const typename H::ContainedType*>;
+  *h;
+};
+
+namespace detail {
+template <class>
+inline constexpr bool dependent_false = false;
+}  // namespace detail
 
 /// A Policy that exposes its last hidden states and output embedding, so losses can use the fused
 /// linear + log-prob path and never materialise [B, T, V] logits. Algorithms pick that path with

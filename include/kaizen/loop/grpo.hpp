@@ -132,6 +132,15 @@ inline void check_config(const GrpoConfig& c) {
 /// nullptr. `on_metrics` receives {"event":"grpo","step",...} after every step.
 /// Throws kaizen::Error on an invalid config (group_size < 2, ...), a missing reference for a KL
 /// objective, and for everything the sampler, reward, collate or policy_loss reject.
+/// A TORCH_MODULE holder is not a Policy: pass the module it holds (`*net`).
+template <TorchModuleHolder H, class... Rest>
+GrpoResult grpo(H&, Rest&&...) {
+  static_assert(kaizen::detail::dependent_false<H>,
+                "kaizen::loop::grpo: a TORCH_MODULE holder is not a kaizen::Policy; pass the module it holds: "
+                "grpo(*net, sampler, reward, ...)");
+  return {};
+}
+
 template <Policy P, Sampler S, OutcomeReward R, PromptSource Src, class Ratio, class Clip, class Kl, class Aggregate,
           class C = NoCurriculum>
 GrpoResult grpo(P& policy, S& sampler, R& reward, Src& source,

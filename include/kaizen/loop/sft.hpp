@@ -42,6 +42,15 @@ struct SftConfig {
 /// Reports {"event":"sft","step","loss","tokens"} to `on_metrics` every step. Stops early when
 /// `config.stop_when` says so. Returns the last loss.
 /// Throws kaizen::Error on invalid config values and for everything collate rejects.
+/// A TORCH_MODULE holder is not a Policy: pass the module it holds (`*net`).
+template <TorchModuleHolder H, class... Rest>
+double supervised_finetune(H&, Rest&&...) {
+  static_assert(kaizen::detail::dependent_false<H>,
+                "kaizen::loop::supervised_finetune: a TORCH_MODULE holder is not a kaizen::Policy; pass the module "
+                "it holds: supervised_finetune(*net, examples, config)");
+  return 0.0;
+}
+
 template <Policy P, class Examples>
   requires requires(Examples& e, Rng& rng) { { e(rng) } -> std::convertible_to<Rollout>; }
 double supervised_finetune(P& policy, Examples& examples, const SftConfig& config, const MetricsCallback& on_metrics = {}) {

@@ -27,7 +27,7 @@
 #include <tuple>
 #include <vector>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/policy_gradient/detail/checks.hpp>

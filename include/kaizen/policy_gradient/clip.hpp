@@ -13,7 +13,8 @@
 // for CISPO, low/high count weights clamped at either bound whatever the sign of A.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <kaizen/policy_gradient/options.hpp>
 

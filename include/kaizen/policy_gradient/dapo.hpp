@@ -18,7 +18,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/policy_gradient/advantages.hpp>

@@ -21,7 +21,7 @@
 #include <optional>
 #include <string_view>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/policy_gradient/aggregation.hpp>

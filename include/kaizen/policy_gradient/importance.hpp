@@ -15,7 +15,8 @@
 #include <cmath>
 #include <string_view>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/policy_gradient/detail/checks.hpp>

@@ -19,7 +19,8 @@
 #include <optional>
 #include <string_view>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/policy_gradient/aggregation.hpp>

@@ -11,7 +11,7 @@
 // References: GSPO (Zheng et al. 2025, arXiv 2507.18071), GMPO (Zhao et al. 2025, arXiv 2507.20673).
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <kaizen/policy_gradient/options.hpp>
 

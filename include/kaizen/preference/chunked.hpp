@@ -18,7 +18,7 @@
 #include <type_traits>
 #include <vector>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/preference/preference_loss.hpp>

@@ -12,7 +12,7 @@
 // DPO" (arXiv 2403.00409). Defaults follow TRL's DPOConfig (β = 0.1, ε = 0).
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/preference/preference_loss.hpp>

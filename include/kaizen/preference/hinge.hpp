@@ -7,7 +7,7 @@
 // (arXiv 2305.10425); TRL's `loss_type="hinge"` (β = 0.1; 1/β is the margin in log-ratio units).
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/preference/dpo.hpp>

@@ -16,7 +16,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/preference/preference_loss.hpp>

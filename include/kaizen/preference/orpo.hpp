@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <numbers>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/preference/preference_loss.hpp>

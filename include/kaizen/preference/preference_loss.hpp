@@ -16,7 +16,7 @@
 #include <initializer_list>
 #include <vector>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <kaizen/core/error.hpp>
 

@@ -19,7 +19,8 @@
 #include <utility>
 #include <vector>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/core/policy.hpp>

@@ -8,11 +8,18 @@
 // seeded with params.seed, and records log π̃(token). A row stops when it draws a stop token
 // (FinishReason::stop, the token included), after max_new_tokens tokens, or when its next token would
 // not fit in the context (FinishReason::length). Finished rows feed padding that no real token attends to.
+//
+// Completion::text: a sampler built with a tokenizer (any kaizen::tasks::Tokenizer) decodes each completion's
+// tokens into it, so text-level rewards (`c.text == p.reference`) see the answer. Built without one, the
+// sampler leaves `text` empty and says so: `decodes_text()` is false.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
@@ -20,6 +27,7 @@
 #include <kaizen/core/error.hpp>
 #include <kaizen/core/rng.hpp>
 #include <kaizen/core/types.hpp>
+#include <kaizen/tasks/tokenizer.hpp>
 #include <kaizen/torch/llama.hpp>
 #include <kaizen/torch/logit_transform.hpp>
 
@@ -35,6 +43,20 @@ class LlamaSampler {
                  model.config().vocab_size, "), got ", pad_id);
     KAIZEN_CHECK(max_batch >= 0, "LlamaSampler: max_batch must be >= 0 (0 = no limit), got ", max_batch);
   }
+
+  /// As above, padding with the tokenizer's pad id and decoding every completion into Completion::text with
+  /// it (the tokenizer is copied). Throws kaizen::Error when the tokenizer's vocabulary is larger than the
+  /// model's.
+  template <tasks::Tokenizer Tok>
+  LlamaSampler(LlamaModel& model, const Tok& tokenizer, std::int64_t max_batch = 0)
+      : LlamaSampler(model, tokenizer.pad_id(), max_batch) {
+    KAIZEN_CHECK(tokenizer.vocab_size() <= model.config().vocab_size, "LlamaSampler: the tokenizer has ",
+                 tokenizer.vocab_size(), " tokens but the model's vocabulary is ", model.config().vocab_size);
+    decode_ = [tokenizer](std::span<const TokenId> ids) { return std::string(tokenizer.decode(ids)); };
+  }
+
+  /// Whether sample() fills Completion::text (a tokenizer was given).
+  [[nodiscard]] bool decodes_text() const noexcept { return static_cast<bool>(decode_); }
 
   /// One completion per prompt, in order. Throws kaizen::Error on invalid params, an empty prompt, a
   /// token id outside the vocabulary, or a prompt that leaves no room in the context
@@ -62,6 +84,9 @@ class LlamaSampler {
       const std::size_t end = std::min(prompts.size(), begin + chunk);
       std::vector<Completion> part = generate(prompts.subspan(begin, end - begin), params, transform, rng);
       for (auto& c : part) out.push_back(std::move(c));
+    }
+    if (decode_) {
+      for (Completion& c : out) c.text = decode_(c.tokens);
     }
     return out;
   }
@@ -151,6 +176,7 @@ class LlamaSampler {
   LlamaModel* model_;
   TokenId pad_id_;
   std::int64_t max_batch_;
+  std::function<std::string(std::span<const TokenId>)> decode_;
 };
 
 }  // namespace kaizen::lm

@@ -10,7 +10,8 @@
 //       segmented mean / std over contiguous groups and the normalised advantages (GRPO).
 //   sample_tokens(logits, params, rng)
 //       temperature + top-k + top-p + min-p sampling without a full sort; returns the id, its log-prob
-//       under softmax(x / T) (what token_logprobs gives the trainer) and under the filtered distribution.
+//       under the filtered distribution it was drawn from (`sampling_logprobs`: what a Sampler reports in
+//       Completion::logprobs) and under softmax(x / T) alone (`tempered_logprobs`).
 //
 // Dispatch (DESIGN.md §5): a CUDA tensor goes to kaizen::kernels when kaizen was built with them
 // (KAIZEN_WITH_CUDA, kaizen/config.hpp); without them a CUDA tensor is an error naming the fix. CPU
@@ -263,9 +264,11 @@ struct TokenLogprobFunction : torch::autograd::Function<TokenLogprobFunction> {
 /// Result of sample_tokens, one entry per row.
 struct SampledTokens {
   torch::Tensor ids;                ///< int64 [B]: the sampled token ids
-  torch::Tensor logprobs;           ///< float32 [B]: log softmax(x / T)[id] (what token_logprobs returns)
-  torch::Tensor filtered_logprobs;  ///< float32 [B]: log-prob of id under the truncated, renormalised
-                                    ///< distribution it was drawn from
+  torch::Tensor sampling_logprobs;  ///< float32 [B]: log-prob of id under the truncated, renormalised
+                                    ///< distribution it was drawn from: what Completion::logprobs holds
+                                    ///< (the Sampler contract) and what the trainer's LogitTransform gives
+  torch::Tensor tempered_logprobs;  ///< float32 [B]: log softmax(x / T)[id], temperature only, no top-k/p,
+                                    ///< min-p filtering (what token_logprobs returns at that temperature)
 };
 
 namespace detail {
@@ -386,17 +389,17 @@ std::tuple<std::int64_t, float, float> sample_row(const T* x, std::int64_t v, fl
     if (b > 0)
       kernels::sample_tokens(xx.data_ptr(), detail::kernel_dtype(fn, xx.scalar_type()), b, v, inv_t, params.top_k,
                              static_cast<float>(params.top_p), static_cast<float>(params.min_p),
-                             u.data_ptr<float>(), out.ids.data_ptr<std::int64_t>(), out.logprobs.data_ptr<float>(),
-                             out.filtered_logprobs.data_ptr<float>(), detail::current_stream());
-    if (logits.dim() == 1) return {out.ids.squeeze(0), out.logprobs.squeeze(0), out.filtered_logprobs.squeeze(0)};
+                             u.data_ptr<float>(), out.ids.data_ptr<std::int64_t>(), out.tempered_logprobs.data_ptr<float>(),
+                             out.sampling_logprobs.data_ptr<float>(), detail::current_stream());
+    if (logits.dim() == 1) return {out.ids.squeeze(0), out.sampling_logprobs.squeeze(0), out.tempered_logprobs.squeeze(0)};
     return out;
   }
 #endif
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "kaizen_sample_tokens", [&] {
     const scalar_t* data = x.data_ptr<scalar_t>();
     auto* ids = out.ids.data_ptr<std::int64_t>();
-    auto* lp = out.logprobs.data_ptr<float>();
-    auto* flp = out.filtered_logprobs.data_ptr<float>();
+    auto* lp = out.tempered_logprobs.data_ptr<float>();
+    auto* flp = out.sampling_logprobs.data_ptr<float>();
     detail::parallel_rows(b, v, [&](std::int64_t begin, std::int64_t end) {
       std::vector<float> e(static_cast<std::size_t>(v));
       std::vector<float> scratch;
@@ -410,7 +413,7 @@ std::tuple<std::int64_t, float, float> sample_row(const T* x, std::int64_t v, fl
       }
     });
   });
-  if (logits.dim() == 1) return {out.ids.squeeze(0), out.logprobs.squeeze(0), out.filtered_logprobs.squeeze(0)};
+  if (logits.dim() == 1) return {out.ids.squeeze(0), out.sampling_logprobs.squeeze(0), out.tempered_logprobs.squeeze(0)};
   return out;
 }
 

@@ -18,6 +18,15 @@ namespace kaizen::lm {
 /// [B, T] log-probs (float32; float64 when the policy's logits are float64) of the completion tokens
 /// of `batch`, differentiable in the policy's parameters. Throws kaizen::Error when the logits are not
 /// [B, T, V] for the batch's [B, T].
+/// A TORCH_MODULE holder is not a Policy: pass the module it holds (`*net`).
+template <TorchModuleHolder H, class... Rest>
+torch::Tensor policy_logprobs(H&, Rest&&...) {
+  static_assert(kaizen::detail::dependent_false<H>,
+                "kaizen::lm::policy_logprobs: a TORCH_MODULE holder is not a kaizen::Policy; pass the module it "
+                "holds: policy_logprobs(*net, batch)");
+  return {};
+}
+
 template <Policy P>
 [[nodiscard]] torch::Tensor policy_logprobs(P& policy, const TokenBatch& batch, const LogitTransform& transform = {}) {
   const torch::Tensor logits = policy.logits(batch);

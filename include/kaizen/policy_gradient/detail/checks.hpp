@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <kaizen/core/error.hpp>
 
