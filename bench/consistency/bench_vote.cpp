@@ -1,12 +1,16 @@
 // Vote and extraction throughput. The baseline in the same run counts the same answers with a
 // std::map<std::string, int> (the obvious hand-written tally); `x_map` = vote time / baseline time.
+// Figures: that ratio and the vote's answers/s per (answers, distinct answers), and extraction's MB/s.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <support/figures.hpp>
 
 #include <kaizen/consistency/extract.hpp>
 #include <kaizen/consistency/vote.hpp>
@@ -51,4 +55,20 @@ void BM_extract_answer(benchmark::State& state) {
 
 BENCHMARK(BM_majority_vote)->Args({16, 4})->Args({64, 8})->Args({4096, 64});
 BENCHMARK(BM_extract_answer);
-BENCHMARK_MAIN();
+
+int main(int argc, char** argv) {
+  using kaizen::bench::Figures;
+  using kaizen::bench::Results;
+  return kaizen::bench::run(argc, argv, [](const Results& r, Figures& f) {
+    for (const auto& [n, k] : {std::pair{16, 4}, std::pair{64, 8}, std::pair{4096, 64}}) {
+      const std::string name = "BM_majority_vote/" + std::to_string(n) + "/" + std::to_string(k);
+      const std::string tag = "n" + std::to_string(n) + "_k" + std::to_string(k);
+      f.ratio("majority_vote_over_map_" + tag, r.counter(name, "x_map"),
+              "majority_vote time / std::map tally, " + std::to_string(n) + " answers, " + std::to_string(k) +
+                  " distinct (lower is better)");
+      f.figure("majority_vote_answers_per_s_" + tag, r.counter(name, "answers/s"), "answers/s", "majority_vote throughput");
+    }
+    f.figure("extract_answer_mb_per_s", r.counter("BM_extract_answer", "bytes_per_second") / 1e6, "MB/s",
+             "extract_answer over a 40-step solution with a \\boxed{} answer");
+  });
+}

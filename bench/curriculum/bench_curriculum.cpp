@@ -1,21 +1,23 @@
 // Curriculum throughput: one training step = sample(256 arms) + update(256 gains), at 1k and 100k arms.
-// Baseline (same run): 256 uniform draws, the cost of not having a curriculum. After the runs a table
-// prints each curriculum's time per step as a multiple of the baseline at the same arm count.
+// Baseline (same run): 256 uniform draws, the cost of not having a curriculum. After the table, the
+// figures: each curriculum's CPU time per step and that time as a multiple of the baseline at the same arm
+// count (<name>_over_uniform_arms<k>).
 //
 //   bench_curriculum --benchmark_min_time=0.2
 #include <benchmark/benchmark.h>
 
 #include <cstddef>
 #include <cstdint>
-#include <iomanip>
-#include <iostream>
-#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Dense>
 
 #include <kaizen/curriculum.hpp>
+#include <kaizen/curriculum/linucb.hpp>
+
+#include <support/figures.hpp>
 
 namespace {
 
@@ -115,41 +117,36 @@ KAIZEN_CURRICULUM_BENCH(BM_Learnability);
 KAIZEN_CURRICULUM_BENCH(BM_LinUcb);
 KAIZEN_CURRICULUM_BENCH(BM_PromptPool);
 
-// Console output as usual, plus the CPU time per step of every run, for the ratio table (CPU time: the
-// machines these run on are often shared, which inflates wall time unevenly).
-class RecordingReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& r : runs)
-      if (!r.error_occurred)
-        seconds_[r.benchmark_name()] = r.GetAdjustedCPUTime() / benchmark::GetTimeUnitMultiplier(r.time_unit);
-    ConsoleReporter::ReportRuns(runs);
-  }
-  const std::map<std::string, double>& seconds() const { return seconds_; }
-
- private:
-  std::map<std::string, double> seconds_;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  RecordingReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  std::cout << "\nCPU time per step (" << kDraws << " draws + update) relative to the uniform baseline:\n";
-  for (const char* arms : {"1000", "100000"}) {
-    const auto base = reporter.seconds().find(std::string("BM_Uniform/") + arms);
-    if (base == reporter.seconds().end()) continue;
-    for (const auto& [name, sec] : reporter.seconds()) {
-      const auto slash = name.rfind('/');
-      if (name.substr(slash + 1) != arms || name == base->first) continue;
-      std::cout << "  " << std::left << std::setw(28) << name << std::right << std::setw(12) << std::fixed
-                << std::setprecision(1) << sec * 1e6 << " us  " << std::setw(10) << sec / base->second
-                << "x uniform (" << std::setprecision(2) << base->second * 1e6 << " us)\n";
+  using kaizen::bench::Figures;
+  using kaizen::bench::Results;
+  // CPU time: the machines these run on are often shared, which inflates wall time unevenly.
+  static const std::vector<std::pair<std::string, std::string>> curricula = {
+      {"BM_Sec", "sec"},
+      {"BM_Ucb1", "ucb1"},
+      {"BM_DiscountedUcb", "discounted_ucb"},
+      {"BM_SlidingWindowUcb", "sliding_window_ucb"},
+      {"BM_Exp3S", "exp3s"},
+      {"BM_BetaThompson", "beta_thompson"},
+      {"BM_GaussianThompson", "gaussian_thompson"},
+      {"BM_EpsilonGreedy", "epsilon_greedy"},
+      {"BM_Learnability", "learnability"},
+      {"BM_LinUcb", "lin_ucb"},
+      {"BM_PromptPool", "prompt_pool_draw"}};
+  return kaizen::bench::run(argc, argv, [](const Results& r, Figures& f) {
+    for (const std::string arms : {"1000", "100000"}) {
+      const double uniform = r.cpu_seconds("BM_Uniform/" + arms);
+      f.figure("uniform_step_us_arms" + arms, uniform * 1e6, "us",
+               "baseline: " + std::to_string(kDraws) + " uniform draws + gains, CPU time");
+      for (const auto& [bench, name] : curricula) {
+        const double step = r.cpu_seconds(bench + "/" + arms);
+        f.figure(name + "_step_us_arms" + arms, step * 1e6, "us",
+                 "sample(" + std::to_string(kDraws) + ") + update, CPU time, " + arms + " arms");
+        f.ratio(name + "_over_uniform_arms" + arms, step / uniform,
+                "step CPU time / uniform baseline, " + arms + " arms (the cost of the curriculum)");
+      }
     }
-  }
-  benchmark::Shutdown();
-  return 0;
+  });
 }

@@ -4,8 +4,16 @@
 # (N=8192, V=151936, H=4096, bf16) and at V=32000. Results: $OUT_DIR/results.jsonl and summary.txt.
 #
 #   bench/gpu/run.sh                  # from the repository root; ~10 minutes on an H100/H200
-# Environment: TORCH_PREFIX (default: from the python torch), DEPS (default: $PWD/.deps/usr, made by
-# ../shared/tools/offline-deps.sh), OUT_DIR (default: $OUT if set, else bench/gpu/results),
+# Everything it builds is in this repository: the tests test_kernels_cuda, test_kernels_ops,
+# test_policy_objective, test_policy_objective_cuda (tests/kernels/), the program bench_kernels_gpu
+# (bench/kernels/; not a Google Benchmark program: `bench_kernels_gpu N V H OUT.jsonl`) and the peers script
+# bench/gpu/peers.py. The CPU benchmark suite is scripts/bench.sh (it runs bench_kernels_gpu once too, at
+# V=32000, when a GPU is present).
+# Environment: TORCH_PREFIX (default: from the python torch), DEPS (optional: a prefix holding the Debian
+# build dependencies scripts/setup.sh installs — Eigen, range-v3, Catch2, Google Benchmark, nlohmann-json —
+# for a GPU host with no package registry, e.g. the packages unpacked with `apt-get download` +
+# `dpkg-deb -x` into .deps/; default $PWD/.deps/usr when it exists, else the system's), OUT_DIR (default:
+# $OUT if set, else bench/gpu/results),
 # LIGER_WHEEL (optional path of a liger-kernel wheel to install with --no-deps when not importable),
 # SKIP_SANITIZER=1, JOBS (default: nproc).
 set -uo pipefail
@@ -23,6 +31,7 @@ step "device"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv || true
 TORCH_PREFIX=${TORCH_PREFIX:-$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')}
 DEPS=${DEPS:-$root/.deps/usr}
+[ -d "$DEPS" ] || DEPS=/usr
 JOBS=${JOBS:-$(nproc)}
 echo "torch prefix: $TORCH_PREFIX; deps: $DEPS"
 

@@ -2,18 +2,18 @@
 // ops under autograd), forward + backward on float32 [64, 4096] per-token inputs, for the GRPO objective
 // (token ratio, symmetric clip, k3 KL, seq-mean-token-mean) and the DAPO objective (clip-higher, no KL,
 // token-mean). Both run at LibTorch's default intra-op thread count. After the table: the speed-up of
-// the fused op over policy_loss for each objective, measured in the same run.
+// the fused op over policy_loss for each objective, measured in the same run (figures
+// fused_<objective>_speedup_vs_policy_loss).
 #include <benchmark/benchmark.h>
 
-#include <iostream>
-#include <map>
 #include <string>
-#include <vector>
 
 #include <torch/torch.h>
 
 #include <kaizen/policy_gradient/policy_loss.hpp>
 #include <kaizen/torch/ops/policy_objective.hpp>
+
+#include <support/figures.hpp>
 
 namespace {
 
@@ -70,30 +70,6 @@ benchmark::internal::Benchmark* timed(benchmark::internal::Benchmark* b) {
   return b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
-/// Console output plus each benchmark's time per iteration, for the ratios printed after the table.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const auto& run : runs) seconds_[run.benchmark_name()] = run.GetAdjustedRealTime() / 1e3;  // ms → s
-    ConsoleReporter::ReportRuns(runs);
-  }
-  void Finalize() override {
-    ConsoleReporter::Finalize();
-    std::cout << "\nfloat32 [" << kRows << " x " << kCols << "], forward + backward, " << at::get_num_threads()
-              << " threads\n";
-    for (const std::string objective : {"GRPO", "DAPO"}) {
-      const auto ours = seconds_.find("BM_Fused/" + objective + "/real_time");
-      const auto theirs = seconds_.find("BM_PolicyLoss/" + objective + "/real_time");
-      if (ours == seconds_.end() || theirs == seconds_.end()) continue;
-      std::cout << "  " << objective << ": fused " << ours->second * 1e3 << " ms, policy_loss " << theirs->second * 1e3
-                << " ms, speed-up " << theirs->second / ours->second << "x\n";
-    }
-  }
-
- private:
-  std::map<std::string, double> seconds_;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -101,9 +77,19 @@ int main(int argc, char** argv) {
   timed(benchmark::RegisterBenchmark("BM_Fused/GRPO", BM_Fused<pg::GrpoObjective>, pg::kGrpo));
   timed(benchmark::RegisterBenchmark("BM_PolicyLoss/DAPO", BM_PolicyLoss<pg::DapoObjective>, pg::kDapo));
   timed(benchmark::RegisterBenchmark("BM_Fused/DAPO", BM_Fused<pg::DapoObjective>, pg::kDapo));
-  benchmark::Initialize(&argc, argv);
-  RatioReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  return 0;
+  using kaizen::bench::Figures;
+  using kaizen::bench::Results;
+  return kaizen::bench::run(argc, argv, [](const Results& r, Figures& f) {
+    f.figure("threads", at::get_num_threads(), "threads", "LibTorch intra-op threads (both sides)");
+    for (const std::string objective : {"GRPO", "DAPO"}) {
+      std::string lower = objective;
+      for (char& c : lower) c = static_cast<char>(c - 'A' + 'a');
+      const double fused = r.real_seconds("BM_Fused/" + objective + "/real_time");
+      const double loss = r.real_seconds("BM_PolicyLoss/" + objective + "/real_time");
+      f.figure("fused_" + lower + "_ms", fused * 1e3, "ms", "ops::policy_objective fwd+bwd, float32 [64 x 4096]");
+      f.figure("policy_loss_" + lower + "_ms", loss * 1e3, "ms", "policy_gradient::policy_loss fwd+bwd, same inputs");
+      f.ratio("fused_" + lower + "_speedup_vs_policy_loss", loss / fused,
+              "policy_loss time / fused time, " + objective + " objective (higher is better)");
+    }
+  });
 }

@@ -3,13 +3,12 @@
 // bandwidth ceiling. Every benchmark runs at 1 thread and at LibTorch's default intra-op thread count
 // (both sides set through at::set_num_threads; kaizen splits rows over them with parallel_rows, the
 // memcpy too). kaizen runs on the ISA its dispatch picks (cpu_isa.hpp) and, for comparison, forced to
-// the portable loops. After the table: per thread count, the memcpy ceiling, kaizen's ms and GB/s, the
-// speed-up over LibTorch and the fraction of the memcpy bandwidth.
+// the portable loops. After the table, the figures: per thread count (suffix threads1, and threads_default
+// for LibTorch's default count), the memcpy ceiling, kaizen's ms and GB/s, the speed-up over LibTorch
+// (token_logprobs_<pass>_speedup_vs_libtorch_<threads>) and the fraction of the memcpy bandwidth.
 #include <benchmark/benchmark.h>
 
 #include <cstring>
-#include <iostream>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -18,6 +17,8 @@
 #include <kaizen/torch/ops.hpp>
 #include <kaizen/torch/ops/cpu_isa.hpp>
 #include <kaizen/torch/ops/cpu_parallel.hpp>
+
+#include <support/figures.hpp>
 
 namespace {
 
@@ -143,58 +144,52 @@ void register_benchmarks() {
   }
 }
 
-/// Console output plus a record of each benchmark's time per iteration, for the ratios printed after.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const auto& run : runs) seconds_[run.benchmark_name()] = run.GetAdjustedRealTime() / 1e3;  // ms → s
-    ConsoleReporter::ReportRuns(runs);
-  }
-  void Finalize() override {
-    ConsoleReporter::Finalize();
-    const auto t = [&](const std::string& name) { return seconds_.count(name) ? seconds_.at(name) : 0.0; };
-    std::cout << "\n[2048 x 32000] fp32 logits (" << kLogitBytes / (1 << 20) << " MiB), kaizen CPU ISA "
-              << (kaizen::ops::active_cpu_isa() == kaizen::ops::CpuIsa::avx2 ? "avx2" : "portable") << "\n";
-    for (const std::int64_t threads : thread_counts()) {
-      const std::string th = "threads:" + std::to_string(threads);
-      const double memcpy_s = t("BM_Memcpy/" + th + "/real_time");
-      if (memcpy_s <= 0) continue;
-      const double ceiling = 2 * kLogitBytes / memcpy_s / 1e9;
-      std::cout << th << ": memcpy ceiling " << ceiling << " GB/s (read + write)\n";
-      const auto line = [&](const std::string& what, const std::string& ours, const std::string& theirs, double bytes) {
-        const double o = t(ours + "/real_time");
-        const double l = t(theirs + "/real_time");
-        if (o <= 0 || l <= 0) return;
-        const double gbs = bytes / o / 1e9;
-        std::cout << "  " << what << ": kaizen " << o * 1e3 << " ms, LibTorch " << l * 1e3 << " ms, speed-up " << l / o
-                  << "x, " << gbs << " GB/s = " << gbs / ceiling << " of memcpy\n";
-      };
-      const std::string torch_fwd = "BM_TorchForward/" + th;
-      for (const int portable : {0, 1}) {
-        const std::string isa = portable != 0 ? " [portable loops]" : "";
-        line("forward" + isa, "BM_KaizenForward/entropy:0/" + th + "/portable:" + std::to_string(portable), torch_fwd,
-             kLogitBytes);
-        line("forward + entropy" + isa, "BM_KaizenForward/entropy:1/" + th + "/portable:" + std::to_string(portable),
-             torch_fwd, kLogitBytes);
-      }
-      line("forward + backward", "BM_KaizenForwardBackward/" + th + "/inplace:0", "BM_TorchForwardBackward/" + th,
-           3 * kLogitBytes);
-      line("forward + backward, in place", "BM_KaizenForwardBackward/" + th + "/inplace:1",
-           "BM_TorchForwardBackward/" + th, 3 * kLogitBytes);
-    }
-  }
-
- private:
-  std::map<std::string, double> seconds_;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
   register_benchmarks();
-  benchmark::Initialize(&argc, argv);
-  RatioReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  return 0;
+  using kaizen::bench::Figures;
+  using kaizen::bench::Results;
+  return kaizen::bench::run(argc, argv, [](const Results& r, Figures& f) {
+    f.figure("cpu_isa_avx2", kaizen::ops::active_cpu_isa() == kaizen::ops::CpuIsa::avx2 ? 1 : 0, "flag",
+             "1 when kaizen's dispatch picked the AVX2 loops, 0 for the portable ones");
+    f.figure("default_threads", kDefaultThreads, "threads", "LibTorch's default intra-op thread count (threads_default)");
+    for (const std::int64_t threads : thread_counts()) {
+      const std::string th = "threads:" + std::to_string(threads);
+      // Figure suffix: threads1, and threads_default for LibTorch's default count (when above 1).
+      const std::string tag = threads == 1 ? "threads1" : "threads_default";
+      const double memcpy_s = r.real_seconds("BM_Memcpy/" + th + "/real_time");
+      const double ceiling = 2 * kLogitBytes / memcpy_s / 1e9;
+      f.figure("memcpy_gbs_" + tag, ceiling, "GB/s", "memcpy of the logits, read + write: the bandwidth ceiling");
+      const std::string torch_fwd = "BM_TorchForward/" + th + "/real_time";
+      const std::string torch_fwd_bwd = "BM_TorchForwardBackward/" + th + "/real_time";
+      f.figure("libtorch_forward_ms_" + tag, r.real_seconds(torch_fwd) * 1e3, "ms", "log_softmax + gather");
+      f.figure("libtorch_forward_backward_ms_" + tag, r.real_seconds(torch_fwd_bwd) * 1e3, "ms",
+               "log_softmax + gather + backward");
+      const auto line = [&](const std::string& what, const std::string& description, const std::string& ours,
+                            const std::string& theirs, double bytes) {
+        const double o = r.real_seconds(ours + "/real_time");
+        const double l = r.real_seconds(theirs);
+        const double gbs = bytes / o / 1e9;
+        const std::string name = "token_logprobs_" + what;
+        f.figure(name + "_ms_" + tag, o * 1e3, "ms", "kaizen " + description);
+        f.ratio(name + "_speedup_vs_libtorch_" + tag, l / o,
+                "LibTorch time / kaizen time, " + description + " (higher is better)");
+        f.figure(name + "_gbs_" + tag, gbs, "GB/s", "kaizen " + description + ", logit bytes moved per second");
+        f.ratio(name + "_memcpy_fraction_" + tag, gbs / ceiling, "kaizen GB/s / memcpy GB/s, " + description);
+      };
+      for (const int portable : {0, 1}) {
+        const std::string suffix = portable != 0 ? "_portable" : "";
+        const std::string isa = portable != 0 ? " [portable loops]" : "";
+        const std::string p = "/portable:" + std::to_string(portable);
+        line("forward" + suffix, "forward" + isa, "BM_KaizenForward/entropy:0/" + th + p, torch_fwd, kLogitBytes);
+        line("forward_entropy" + suffix, "forward + entropy" + isa, "BM_KaizenForward/entropy:1/" + th + p, torch_fwd,
+             kLogitBytes);
+      }
+      line("forward_backward", "forward + backward", "BM_KaizenForwardBackward/" + th + "/inplace:0", torch_fwd_bwd,
+           3 * kLogitBytes);
+      line("forward_backward_inplace", "forward + backward, in place", "BM_KaizenForwardBackward/" + th + "/inplace:1",
+           torch_fwd_bwd, 3 * kLogitBytes);
+    }
+  });
 }

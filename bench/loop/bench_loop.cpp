@@ -9,17 +9,16 @@
 //            cross-entropy step over the same tokens (logits + cross_entropy + backward + clip + AdamW).
 // Tokens counted: generated tokens (sampler), completion tokens trained on (trainer). No stop token,
 // so every row generates exactly 12 tokens and the work does not depend on the weights.
-// Each at 1 and 2 LibTorch threads (real time). Run with --benchmark_min_time=0.5 on shared machines,
+// Each at 1 and 2 LibTorch threads (real time). Figures: tokens/s of each side, the ratios
+// sampler_kv_cache_speedup_threads<n> and trainer_policy_loss_over_cross_entropy_threads<n>, and each
+// kaizen side's 2-thread / 1-thread scaling. Run with --benchmark_min_time=0.5 on shared machines,
 // and with OMP_WAIT_POLICY=passive there: LibTorch's OpenMP threads otherwise spin while waiting, and
 // when another process holds a core the 2-thread runs become 20-40x slower than the 1-thread ones.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
-#include <iostream>
-#include <map>
 #include <span>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
@@ -37,6 +36,8 @@
 #include <kaizen/torch/llama_sampler.hpp>
 #include <kaizen/torch/logit_transform.hpp>
 #include <kaizen/torch/policy_logprobs.hpp>
+
+#include <support/figures.hpp>
 
 namespace {
 
@@ -204,46 +205,29 @@ BENCHMARK(BM_sampler_no_cache)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->U
 BENCHMARK(BM_trainer_policy_loss)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_trainer_cross_entropy)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-/// Console output plus each run's tokens/s, to print the ratios against the baselines at the end.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const auto& run : runs) {
-      if (run.run_type != Run::RT_Iteration || run.iterations == 0) continue;
-      const auto it = run.counters.find("tokens/s");
-      if (it != run.counters.end()) rates_[{run.run_name.function_name, run.run_name.args}] = it->second.value;
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-  void print_ratio(const std::string& what, const std::string& name, const std::string& baseline,
-                   const std::string& meaning) const {
-    for (const char* threads : {"1", "2"}) {
-      const auto a = rates_.find({name, threads}), b = rates_.find({baseline, threads});
-      if (a == rates_.end() || b == rates_.end()) continue;
-      std::cout << what << ", " << threads << " thread(s): " << a->second << " vs " << b->second
-                << " tokens/s, ratio " << a->second / b->second << " (" << meaning << ")\n";
-    }
-    const auto one = rates_.find({name, "1"}), two = rates_.find({name, "2"});
-    if (one != rates_.end() && two != rates_.end()) {
-      std::cout << what << ": 2 threads / 1 thread = " << two->second / one->second << "\n";
-    }
-  }
-
- private:
-  std::map<std::pair<std::string, std::string>, double> rates_;  // (function, thread count) -> tokens/s
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  RatioReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  reporter.print_ratio("sampler", "BM_sampler_kv_cache", "BM_sampler_no_cache",
-                       "LlamaSampler with KV cache / full re-forward without cache: the cache's speed-up");
-  reporter.print_ratio("trainer", "BM_trainer_policy_loss", "BM_trainer_cross_entropy",
-                       "policy_logprobs + policy_loss step / plain cross-entropy step over the same tokens");
-  benchmark::Shutdown();
-  return 0;
+  using kaizen::bench::Figures;
+  using kaizen::bench::Results;
+  return kaizen::bench::run(argc, argv, [](const Results& r, Figures& f) {
+    const auto rate = [&](const std::string& bench, const char* threads) {
+      return r.counter(bench + "/" + threads + "/real_time", "tokens/s");
+    };
+    const auto report = [&](const std::string& half, const std::string& ours, const std::string& baseline,
+                            const std::string& ratio_name, const std::string& meaning) {
+      for (const char* threads : {"1", "2"}) {
+        const std::string tag = std::string("_threads") + threads;
+        f.figure(ours.substr(3) + "_tokens_per_s" + tag, rate(ours, threads), "tokens/s", half + ", kaizen");
+        f.figure(baseline.substr(3) + "_tokens_per_s" + tag, rate(baseline, threads), "tokens/s", half + ", baseline");
+        f.ratio(ratio_name + tag, rate(ours, threads) / rate(baseline, threads), meaning);
+      }
+      f.ratio(ours.substr(3) + "_2threads_over_1thread", rate(ours, "2") / rate(ours, "1"),
+              half + ": tokens/s at 2 threads / at 1 thread");
+    };
+    report("sampler", "BM_sampler_kv_cache", "BM_sampler_no_cache", "sampler_kv_cache_speedup",
+           "LlamaSampler with KV cache / full re-forward without cache, tokens/s (the cache's speed-up)");
+    report("trainer", "BM_trainer_policy_loss", "BM_trainer_cross_entropy", "trainer_policy_loss_over_cross_entropy",
+           "policy_logprobs + policy_loss step / plain cross-entropy step over the same tokens, tokens/s");
+  });
 }

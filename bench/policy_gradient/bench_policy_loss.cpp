@@ -1,16 +1,15 @@
 // policy_loss forward + backward at [64 x 4096] tokens (float32, CPU) against the plain LibTorch
 // composition of the same formula (no validation, no metrics), measured in the same run; prints the
-// ratio kaizen / plain for each objective. Run with --benchmark_min_time=0.2 on shared machines.
-#include <iostream>
-#include <map>
+// ratio kaizen / plain for each objective (figures policy_loss_<objective>_over_plain, real and CPU time).
+// Run with --benchmark_min_time=0.2 on shared machines.
 #include <string>
-#include <utility>
-#include <vector>
 
 #include <benchmark/benchmark.h>
 
 #include <kaizen/policy_gradient/advantages.hpp>
 #include <kaizen/policy_gradient/policy_loss.hpp>
+
+#include <support/figures.hpp>
 
 namespace pg = kaizen::policy_gradient;
 
@@ -39,18 +38,20 @@ Data make_data() {
 // GRPO: token ratio, symmetric clip 0.2, k3 KL (β = 0.04), seq-mean-token-mean.
 void BM_kaizen_grpo(benchmark::State& state) {
   auto d = make_data();
-  for (auto _ : state) {
+  const auto step = [&] {
     auto out = pg::policy_loss(d.lp, d.old, d.ref, d.adv, d.mask, pg::GrpoObjective{});
     out.loss.backward();
     benchmark::DoNotOptimize(d.lp.grad().data_ptr());
     d.lp.mutable_grad().reset();
-  }
+  };
+  step();  // warm-up: the first call allocates (and, first in the program, initialises LibTorch)
+  for (auto _ : state) step();
   state.SetItemsProcessed(state.iterations() * kRows * kColumns);
 }
 
 void BM_plain_grpo(benchmark::State& state) {
   auto d = make_data();
-  for (auto _ : state) {
+  const auto step = [&] {
     const auto m = d.mask.to(torch::kFloat32);
     const auto ratio = (d.lp - d.old).exp();
     const auto a = d.adv.unsqueeze(1);
@@ -62,25 +63,29 @@ void BM_plain_grpo(benchmark::State& state) {
     loss.backward();
     benchmark::DoNotOptimize(d.lp.grad().data_ptr());
     d.lp.mutable_grad().reset();
-  }
+  };
+  step();  // warm-up: the first call allocates (and, first in the program, initialises LibTorch)
+  for (auto _ : state) step();
   state.SetItemsProcessed(state.iterations() * kRows * kColumns);
 }
 
 // DAPO: token ratio, clip-higher 0.2 / 0.28, no KL, token-mean.
 void BM_kaizen_dapo(benchmark::State& state) {
   auto d = make_data();
-  for (auto _ : state) {
+  const auto step = [&] {
     auto out = pg::policy_loss(d.lp, d.old, {}, d.adv, d.mask, pg::DapoObjective{});
     out.loss.backward();
     benchmark::DoNotOptimize(d.lp.grad().data_ptr());
     d.lp.mutable_grad().reset();
-  }
+  };
+  step();  // warm-up: the first call allocates (and, first in the program, initialises LibTorch)
+  for (auto _ : state) step();
   state.SetItemsProcessed(state.iterations() * kRows * kColumns);
 }
 
 void BM_plain_dapo(benchmark::State& state) {
   auto d = make_data();
-  for (auto _ : state) {
+  const auto step = [&] {
     const auto m = d.mask.to(torch::kFloat32);
     const auto ratio = (d.lp - d.old).exp();
     const auto a = d.adv.unsqueeze(1);
@@ -89,7 +94,9 @@ void BM_plain_dapo(benchmark::State& state) {
     loss.backward();
     benchmark::DoNotOptimize(d.lp.grad().data_ptr());
     d.lp.mutable_grad().reset();
-  }
+  };
+  step();  // warm-up: the first call allocates (and, first in the program, initialises LibTorch)
+  for (auto _ : state) step();
   state.SetItemsProcessed(state.iterations() * kRows * kColumns);
 }
 
@@ -98,42 +105,26 @@ BENCHMARK(BM_plain_grpo)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_kaizen_dapo)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_plain_dapo)->Unit(benchmark::kMillisecond);
 
-// Console output plus the per-iteration time of each benchmark, to print ratios at the end.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const auto& run : runs) {
-      if (run.run_type == Run::RT_Iteration && run.iterations > 0) {
-        times_[run.run_name.function_name] = {run.GetAdjustedRealTime(), run.GetAdjustedCPUTime()};
-      }
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-  void print_ratio(const std::string& name) const {
-    const auto k = times_.find("BM_kaizen_" + name), p = times_.find("BM_plain_" + name);
-    if (k == times_.end() || p == times_.end()) return;
-    // CPU time is the steadier figure on a shared machine (one LibTorch thread); both are printed.
-    std::cout << "ratio " << name << ": kaizen policy_loss / plain LibTorch = " << k->second.first / p->second.first
-              << " (real time: " << k->second.first << " vs " << p->second.first << " ms), "
-              << k->second.second / p->second.second << " (CPU time: " << k->second.second << " vs "
-              << p->second.second << " ms) per forward+backward at [" << kRows << " x " << kColumns
-              << "] float32, validation and metrics included\n";
-  }
-
- private:
-  std::map<std::string, std::pair<double, double>> times_;  // real, CPU (ms)
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   torch::set_num_threads(1);
-  RatioReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  reporter.print_ratio("grpo");
-  reporter.print_ratio("dapo");
-  benchmark::Shutdown();
-  return 0;
+  using kaizen::bench::Figures;
+  using kaizen::bench::Results;
+  return kaizen::bench::run(argc, argv, [](const Results& r, Figures& f) {
+    // CPU time is the steadier figure on a shared machine (one LibTorch thread); both are reported.
+    for (const std::string name : {"grpo", "dapo"}) {
+      const std::string k = "BM_kaizen_" + name, p = "BM_plain_" + name;
+      const std::string shape = "forward+backward at [" + std::to_string(kRows) + " x " + std::to_string(kColumns) +
+                                "] float32, validation and metrics included";
+      f.figure("kaizen_" + name + "_ms", r.real_seconds(k) * 1e3, "ms", "kaizen policy_loss " + shape + ", real time");
+      f.figure("plain_" + name + "_ms", r.real_seconds(p) * 1e3, "ms", "plain LibTorch, real time");
+      f.figure("kaizen_" + name + "_cpu_ms", r.cpu_seconds(k) * 1e3, "ms", "kaizen policy_loss, CPU time");
+      f.figure("plain_" + name + "_cpu_ms", r.cpu_seconds(p) * 1e3, "ms", "plain LibTorch, CPU time");
+      f.ratio("policy_loss_" + name + "_over_plain", r.real_seconds(k) / r.real_seconds(p),
+              "kaizen policy_loss / plain LibTorch, real time (lower is better)");
+      f.ratio("policy_loss_" + name + "_over_plain_cpu", r.cpu_seconds(k) / r.cpu_seconds(p),
+              "kaizen policy_loss / plain LibTorch, CPU time (lower is better)");
+    }
+  });
 }

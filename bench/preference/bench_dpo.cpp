@@ -1,18 +1,17 @@
 // DPO loss forward + backward at batch 256: kaizen::preference::dpo_loss (input checks, metrics)
 // against the same loss composed from plain LibTorch ops, measured in the same run. Also the path
-// from token log-probs [2N, T] (mask reduction + split + loss). Prints kaizen / plain time ratios.
+// from token log-probs [2N, T] (mask reduction + split + loss). Figures: kaizen / plain time ratios
+// (dpo_over_plain, dpo_from_tokens_over_plain; real and CPU time) and each side's time.
 #include <benchmark/benchmark.h>
 
-#include <cstdio>
-#include <map>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include <torch/torch.h>
 
 #include <kaizen/preference/dpo.hpp>
 #include <kaizen/preference/sequence_logprobs.hpp>
+
+#include <support/figures.hpp>
 
 namespace {
 
@@ -105,36 +104,24 @@ BENCHMARK(BM_plain_dpo)->Arg(256);
 BENCHMARK(BM_kaizen_dpo_from_tokens)->Args({256, 512});
 BENCHMARK(BM_plain_dpo_from_tokens)->Args({256, 512});
 
-// Remembers each benchmark's time per iteration, so main() can print kaizen / plain ratios.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& run : runs)
-      if (run.run_type == Run::RT_Iteration && !run.error_occurred)
-        times_[run.benchmark_name()] = {run.GetAdjustedRealTime(), run.GetAdjustedCPUTime()};
-    ConsoleReporter::ReportRuns(runs);
-  }
-  void print_ratio(const std::string& ours, const std::string& baseline) const {
-    const auto a = times_.find(ours), b = times_.find(baseline);
-    if (a == times_.end() || b == times_.end()) return;
-    std::printf("ratio %s / %s = %.3f (real time), %.3f (CPU time)\n", ours.c_str(), baseline.c_str(),
-                a->second.first / b->second.first, a->second.second / b->second.second);
-  }
-
- private:
-  std::map<std::string, std::pair<double, double>> times_;  // real, CPU time per iteration
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
   torch::set_num_threads(1);  // a shared machine: single-threaded numbers are the stable ones
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  RatioReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  reporter.print_ratio("BM_kaizen_dpo/256", "BM_plain_dpo/256");
-  reporter.print_ratio("BM_kaizen_dpo_from_tokens/256/512", "BM_plain_dpo_from_tokens/256/512");
-  benchmark::Shutdown();
-  return 0;
+  using kaizen::bench::Figures;
+  using kaizen::bench::Results;
+  return kaizen::bench::run(argc, argv, [](const Results& r, Figures& f) {
+    const auto report = [&](const std::string& name, const std::string& ours, const std::string& baseline,
+                            const std::string& what) {
+      f.figure(name + "_kaizen_us", r.real_seconds(ours) * 1e6, "us", "kaizen " + what + ", real time");
+      f.figure(name + "_plain_us", r.real_seconds(baseline) * 1e6, "us", "plain LibTorch " + what + ", real time");
+      f.ratio(name + "_over_plain", r.real_seconds(ours) / r.real_seconds(baseline),
+              "kaizen / plain LibTorch, " + what + ", real time (lower is better)");
+      f.ratio(name + "_over_plain_cpu", r.cpu_seconds(ours) / r.cpu_seconds(baseline),
+              "kaizen / plain LibTorch, " + what + ", CPU time (lower is better)");
+    };
+    report("dpo", "BM_kaizen_dpo/256", "BM_plain_dpo/256", "dpo_loss fwd+bwd, 256 pairs");
+    report("dpo_from_tokens", "BM_kaizen_dpo_from_tokens/256/512", "BM_plain_dpo_from_tokens/256/512",
+           "token log-probs [512 x 512] -> pair sums -> dpo_loss fwd+bwd");
+  });
 }
