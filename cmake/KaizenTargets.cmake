@@ -42,6 +42,15 @@ function(_kaizen_pch_target name)
   endif()
   target_precompile_headers(${name} PRIVATE
     <torch/torch.h> <vector> <string> <span> <random> <optional> <algorithm> <cmath>)
+  kaizen_pch_cache_key(${name})
+endfunction()
+
+# ccache (with CCACHE_BASEDIR, so fresh clones hit) would hand a precompiled header built in one checkout to
+# another, and GCC 12 crashes loading it (an internal compiler error seen in a fresh clone). A macro holding
+# the absolute build folder, which ccache does not rewrite, keeps each folder's PCH its own; the programs that
+# reuse a PCH must define it too (GCC refuses a PCH built with a macro the program lacks).
+function(kaizen_pch_cache_key target)
+  target_compile_definitions(${target} PRIVATE "KAIZEN_PCH_BUILD_DIR=\"${CMAKE_BINARY_DIR}\"")
 endfunction()
 
 # The libraries a program links: its LINK list (default kaizen::kaizen), plus the kernels for LibTorch users.
@@ -77,6 +86,7 @@ function(kaizen_add_test name)
   if(NOT ARG_NO_PCH)
     _kaizen_pch_target(kaizen_test_pch Catch2::Catch2)
     target_precompile_headers(${name} REUSE_FROM kaizen_test_pch)
+    kaizen_pch_cache_key(${name})
   endif()
   if(NOT ARG_LABELS)
     set(ARG_LABELS cpu)
@@ -97,6 +107,7 @@ function(kaizen_add_bench name)
   if(NOT ARG_NO_PCH)
     _kaizen_pch_target(kaizen_bench_pch benchmark::benchmark)
     target_precompile_headers(${name} REUSE_FROM kaizen_bench_pch)
+    kaizen_pch_cache_key(${name})
   endif()
 endfunction()
 
@@ -105,4 +116,5 @@ function(kaizen_add_example name)
   _kaizen_link_libraries(${name})
   _kaizen_pch_target(kaizen_example_pch)
   target_precompile_headers(${name} REUSE_FROM kaizen_example_pch)
+  kaizen_pch_cache_key(${name})
 endfunction()
