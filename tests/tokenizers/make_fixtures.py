@@ -278,7 +278,8 @@ def main():
     g = {"tokens": field("tokenizer.ggml.tokens"), "merges": field("tokenizer.ggml.merges"),
          "token_type": field("tokenizer.ggml.token_type"), "pre": field("tokenizer.ggml.pre"),
          "bos": field("tokenizer.ggml.bos_token_id"), "eos": field("tokenizer.ggml.eos_token_id"),
-         "pad": field("tokenizer.ggml.padding_token_id"), "add_bos": bool(field("tokenizer.ggml.add_bos_token"))}
+         "pad": field("tokenizer.ggml.padding_token_id"), "add_bos": bool(field("tokenizer.ggml.add_bos_token")),
+         "path": os.path.join(pkg, name)}
     with open(os.path.join(out, "smollm2_gguf.json"), "w", encoding="utf-8") as f:
         json.dump(g, f, ensure_ascii=False)
 
