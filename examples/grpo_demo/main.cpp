@@ -4,6 +4,8 @@
 //   2. a supervised warm start that stops as soon as the model solves 20 % of a probe of training
 //      problems: GRPO needs some right answers to learn from, and everything after that is left to RL
 //   3. held-out evaluation: pass@1 and maj@k over sampled answers at the training temperature
+//      (addition's answers are checked by kaizen::reward::MathVerifier when kaizen::reward is built:
+//      --verifier math, the default then; --verifier task uses the task's light exact check)
 //   4. GRPO: G samples per prompt, verifier reward, group advantages, clipped policy loss, AdamW with
 //      a short learning-rate warm-up (no labels from here on: only the verifier's 0/1 reward)
 //   5. held-out evaluation again; metrics as JSON lines and an SVG plot of reward / accuracy vs step
@@ -34,12 +36,19 @@
 #include <kaizen/tasks.hpp>
 #include <kaizen/torch/llama.hpp>
 #include <kaizen/torch/llama_sampler.hpp>
+#ifndef KAIZEN_DEMO_MATH_VERIFIER  // set to 1 by CMakeLists.txt when kaizen::reward (GiNaC) is built
+#define KAIZEN_DEMO_MATH_VERIFIER 0
+#endif
+#if KAIZEN_DEMO_MATH_VERIFIER
+#include <kaizen/reward/math_verifier.hpp>
+#endif
 
 namespace {
 
 struct Options {
   std::string device = "cpu";
   std::string task = "addition";
+  std::string verifier = KAIZEN_DEMO_MATH_VERIFIER ? "math" : "task";
   std::string loss = "grpo";
   std::string curriculum = "none";
   std::string out_dir = "out/grpo_demo";
@@ -267,6 +276,8 @@ int main(int argc, char** argv) {
   CLI::App app{"kaizen GRPO demo: a tiny Llama-style model learns a verifiable task"};
   app.add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--task", o.task, "addition (operand widths --min-digits..--max-digits) or countdown")->check(CLI::IsMember({"addition", "countdown"}));
+  app.add_option("--verifier", o.verifier, "addition: math (reward::MathVerifier) or task (the task's own exact check)")
+      ->check(CLI::IsMember({"math", "task"}));
   app.add_option("--loss", o.loss, "policy-gradient objective")
       ->check(CLI::IsMember({"grpo", "dapo", "dr_grpo", "gspo", "cispo"}));
   app.add_option("--curriculum", o.curriculum, "none or sec (Self-Evolving Curriculum over the task's categories)")
@@ -298,7 +309,17 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (o.task == "countdown") return run(o, kaizen::tasks::Countdown({.min_numbers = 2, .max_numbers = 3, .max_value = 9}));
-    return run(o, kaizen::tasks::Arithmetic({.min_digits = o.min_digits, .max_digits = o.max_digits, .operators = "+"}));
+    const kaizen::tasks::Arithmetic addition({.min_digits = o.min_digits, .max_digits = o.max_digits, .operators = "+"});
+#if KAIZEN_DEMO_MATH_VERIFIER
+    if (o.verifier == "math")
+      return run(o, kaizen::tasks::CheckedTask<kaizen::tasks::Arithmetic, kaizen::reward::MathVerifier>(addition, {}));
+#else
+    if (o.verifier == "math") {
+      std::cerr << "grpo_demo: --verifier math needs kaizen::reward (GiNaC); use --verifier task\n";
+      return 2;
+    }
+#endif
+    return run(o, addition);
   } catch (const std::exception& e) {
     std::cerr << "\ngrpo_demo: " << e.what() << "\n";
     return 1;

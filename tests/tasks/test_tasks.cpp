@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <kaizen/core/error.hpp>
@@ -81,6 +82,49 @@ TEST_CASE("Countdown answers verify and wrong expressions do not", "[tasks][coun
   CHECK(task.verify("3,6>2:", "2", "6/3"));
   CHECK_THROWS_WITH(Countdown({.min_numbers = 1, .max_numbers = 3, .max_value = 9}),
                     Catch::StartsWith("Countdown: expected 2 <= min_numbers <= max_numbers <= 6"));
+}
+
+TEST_CASE("Countdown's checker is exact and counts the numbers", "[tasks][countdown]") {
+  const Countdown task({.min_numbers = 2, .max_numbers = 4, .max_value = 9});
+  const Countdown all({.min_numbers = 2, .max_numbers = 4, .max_value = 9, .use_all = true});
+  // exact rationals: fractions in the middle, no rounding either way
+  CHECK(task.verify("3,7,4,7>1:", "1", "3/7+4/7"));
+  CHECK(task.verify("2,2,7>7:", "7", "7/2*2"));
+  CHECK_FALSE(task.verify("3,2>1:", "1", "3/2"));             // 1.5 is not 1
+  CHECK_FALSE(task.verify("1,3,9>3:", "3", "1/3*9+1"));       // 4, not 3
+  CHECK(task.verify("1,3,9>3:", "3", "1/3*9"));
+  // each number at most once, or exactly once with use_all
+  CHECK(task.verify("3,5,7>15:", "15", "3*5"));
+  CHECK_FALSE(all.verify("3,5,7>15:", "15", "3*5"));          // 7 unused
+  CHECK(all.verify("3,5,7>22:", "22", "3*5+7"));
+  CHECK(all.verify("5,5>10:", "10", "5+5"));                   // a repeated number, used as often as given
+  CHECK_FALSE(all.verify("5,5>10:", "10", "5+5+5"));
+  // malformed or overflowing text is wrong, never an error
+  CHECK_FALSE(task.verify("99,99,99,99,99,99>0:", "0", "99*99*99*99*99*99"));
+  CHECK_FALSE(task.verify("3,5,7>22:", "22", "3*5+7=22"));
+  CHECK_FALSE(task.verify("3,5,7>22:", "22", "((((3*5+7"));
+  kaizen::Rng rng(11);
+  for (int i = 0; i < 300; ++i) {
+    const kaizen::tasks::Problem p = all.generate(-1, rng);
+    CHECK(all.verify(p.prompt, p.reference, p.answer));  // the generator's solution uses every number
+  }
+}
+
+TEST_CASE("CheckedTask swaps the answer check and keeps the problems", "[tasks][checked]") {
+  const Arithmetic base({.min_digits = 1, .max_digits = 2, .operators = "+"});
+  // an independent check: the completion must be exactly the reference
+  auto exact = [](std::string_view completion, std::string_view reference) { return completion == reference; };
+  const kaizen::tasks::CheckedTask<Arithmetic, decltype(exact)> task(base, exact);
+  static_assert(kaizen::tasks::VerifiableTask<decltype(task)>);
+  CHECK(task.num_categories() == base.num_categories());
+  kaizen::Rng a(5), b(5);
+  for (int i = 0; i < 50; ++i) {
+    const auto p = task.generate(-1, a), q = base.generate(-1, b);
+    CHECK(p.prompt == q.prompt);
+    CHECK(task.verify(p.prompt, p.reference, p.answer));
+    CHECK(base.verify(p.prompt, p.reference, "x = " + p.answer));       // the light check: last number
+    CHECK_FALSE(task.verify(p.prompt, p.reference, "x = " + p.answer));  // the swapped check
+  }
 }
 
 TEST_CASE("HeldOutSplit never trains on a held-out prompt", "[tasks][split]") {

@@ -1,7 +1,8 @@
 // Time per item of kaizen's MathVerifier over the labelled corpus (tests/reward/math/data), median
 // and p99, against Hugging Face math-verify timed over the same corpus by time_math_verify.py in
 // the same run (once, before the benchmark). Counters: kaizen_median_us, kaizen_p99_us,
-// mv_median_us, mv_p99_us and the ratios x_median = mv / kaizen, x_p99 = mv p99 / kaizen p99.
+// mv_median_us, mv_p99_us and the ratios x_median = mv / kaizen, x_p99 = mv p99 / kaizen p99; once
+// with the per-thread gold cache off (gold_cache:0, every item parses its gold) and once on.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -53,9 +54,13 @@ double percentile(std::vector<double> v, double q) {
   return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
 }
 
+/// state.range(0) == 1: the gold cache on (items in corpus order, so consecutive items with the same
+/// gold share a parse, as a GRPO group does); 0: off (every item parses its gold: the cold figure).
 void BM_math_verifier_corpus(benchmark::State& state) {
   const auto items = load();
-  const kaizen::reward::MathVerifier verifier;
+  kaizen::reward::MathVerifierOptions options;
+  options.cache_gold = state.range(0) == 1;
+  const kaizen::reward::MathVerifier verifier(options);
   std::vector<double> per_item(items.size(), 1e300);
   std::size_t accepted = 0;
   for (auto _ : state) {
@@ -78,7 +83,7 @@ void BM_math_verifier_corpus(benchmark::State& state) {
   state.counters["x_p99"] = mv_p99 > 0 ? mv_p99 / p99 : 0.0;
   state.counters["items"] = static_cast<double>(items.size());
 }
-BENCHMARK(BM_math_verifier_corpus)->Unit(benchmark::kMillisecond)->Iterations(5);
+BENCHMARK(BM_math_verifier_corpus)->Arg(0)->Arg(1)->ArgName("gold_cache")->Unit(benchmark::kMillisecond)->Iterations(5);
 
 }  // namespace
 

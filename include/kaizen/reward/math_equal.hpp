@@ -17,6 +17,9 @@
 //               closedness (`(a, b)` tuple == open interval by option); unions as sets of parts.
 //   `a \pm b`   the set {a + b, a - b}.
 //   words       equal ignoring case.
+// Fast path: when both trees are plain rational arithmetic (numbers, + - * /, integer powers up to
+// 64, factorials up to 20) they are evaluated in checked 64-bit rationals and compared without
+// GiNaC (the same verdicts: exact equality, else the relative tolerance); overflow falls back to GiNaC.
 // Bounded work: before GiNaC sees a power, exponents are checked (integer exponents above
 // `max_exponent`, results estimated above `max_digits` digits, non-numeric bases raised above 64
 // are refused), factorials and binomials above 1000 are refused, and every GiNaC exception is
@@ -35,6 +38,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -218,6 +222,137 @@ class ToGinac {
     case MathKind::interval: case MathKind::set_union: case MathKind::matrix: case MathKind::relation:
       return false;
     default: return true;
+  }
+}
+
+/// An exact rational p / q (q > 0, lowest terms) in 64 bits, for the fast path below.
+struct SmallRational {
+  std::int64_t num = 0, den = 1;
+};
+
+/// p / q in lowest terms with q > 0, or nothing when q == 0.
+[[nodiscard]] inline std::optional<SmallRational> make_rational(std::int64_t p, std::int64_t q) {
+  if (q == 0 || p == INT64_MIN || q == INT64_MIN) return std::nullopt;
+  if (q < 0) {
+    p = -p;
+    q = -q;
+  }
+  const std::int64_t g = std::gcd(p < 0 ? -p : p, q);
+  return SmallRational{p / g, q / g};
+}
+
+/// The exact value of a tree made only of numbers, +, -, *, /, integer powers (|exponent| <= 64)
+/// and factorials (n <= 20), in 64-bit rationals; nothing when the tree has anything else
+/// (symbols, constants, roots, percents, sets, ...) or a value overflows (checked at every step).
+/// Used as a fast path before GiNaC: on such trees GiNaC computes the same exact rationals.
+[[nodiscard]] inline std::optional<SmallRational> small_rational(const MathExpr& e, int i, int depth = 0) {
+  if (depth > 64) return std::nullopt;
+  const MathNode& n = e.at(i);
+  auto mul = [](std::int64_t a, std::int64_t b, std::int64_t& r) { return !__builtin_mul_overflow(a, b, &r); };
+  auto times = [&](const SmallRational& x, const SmallRational& y) -> std::optional<SmallRational> {
+    // cross-reduce first so that products stay small
+    const std::int64_t g1 = std::gcd(x.num < 0 ? -x.num : x.num, y.den), g2 = std::gcd(y.num < 0 ? -y.num : y.num, x.den);
+    std::int64_t p = 0, q = 0;
+    if (!mul(g1 ? x.num / g1 : 0, g2 ? y.num / g2 : 0, p) || !mul(x.den / (g2 ? g2 : 1), y.den / (g1 ? g1 : 1), q)) return std::nullopt;
+    return make_rational(p, q);
+  };
+  switch (n.kind) {
+    case MathKind::number: {
+      std::int64_t digits = 0, scale = 0, exponent = 0;
+      std::size_t k = 0;
+      int count = 0;
+      bool frac = false;
+      for (; k < n.text.size() && n.text[k] != 'e'; ++k) {
+        if (n.text[k] == '.') {
+          frac = true;
+          continue;
+        }
+        if (digits == 0 && n.text[k] == '0') {
+          if (frac) ++scale;
+          continue;
+        }
+        if (++count > 17) return std::nullopt;
+        digits = digits * 10 + (n.text[k] - '0');
+        if (frac) ++scale;
+      }
+      if (k < n.text.size()) {
+        const std::string_view ex = std::string_view(n.text).substr(k + 1);
+        if (ex.empty() || ex.size() > 3) return std::nullopt;
+        const bool negative = ex[0] == '-';
+        for (char c : ex.substr(negative ? 1 : 0)) {
+          if (c < '0' || c > '9') return std::nullopt;
+          exponent = exponent * 10 + (c - '0');
+        }
+        if (negative) exponent = -exponent;
+      }
+      exponent -= scale;
+      std::int64_t p = digits, q = 1;
+      for (; exponent > 0; --exponent)
+        if (!mul(p, 10, p)) return std::nullopt;
+      for (; exponent < 0; ++exponent)
+        if (!mul(q, 10, q)) return std::nullopt;
+      return make_rational(p, q);
+    }
+    case MathKind::neg: {
+      auto x = small_rational(e, n.kids[0], depth + 1);
+      if (!x || x->num == INT64_MIN) return std::nullopt;
+      return SmallRational{-x->num, x->den};
+    }
+    case MathKind::add: {
+      SmallRational sum{0, 1};
+      for (int kid : n.kids) {
+        const auto x = small_rational(e, kid, depth + 1);
+        if (!x) return std::nullopt;
+        const std::int64_t g = std::gcd(sum.den, x->den);
+        std::int64_t a = 0, b = 0, q = 0, p = 0;
+        if (!mul(sum.num, x->den / g, a) || !mul(x->num, sum.den / g, b) || __builtin_add_overflow(a, b, &p) ||
+            !mul(sum.den / g, x->den, q))
+          return std::nullopt;
+        const auto r = make_rational(p, q);
+        if (!r) return std::nullopt;
+        sum = *r;
+      }
+      return sum;
+    }
+    case MathKind::mul: {
+      SmallRational product{1, 1};
+      for (int kid : n.kids) {
+        const auto x = small_rational(e, kid, depth + 1);
+        if (!x) return std::nullopt;
+        const auto r = times(product, *x);
+        if (!r) return std::nullopt;
+        product = *r;
+      }
+      return product;
+    }
+    case MathKind::div: {
+      const auto x = small_rational(e, n.kids[0], depth + 1), y = small_rational(e, n.kids[1], depth + 1);
+      if (!x || !y || y->num == 0) return std::nullopt;
+      const auto inverse = make_rational(y->den, y->num);
+      if (!inverse) return std::nullopt;
+      return times(*x, *inverse);
+    }
+    case MathKind::pow: {
+      const auto x = small_rational(e, n.kids[0], depth + 1), y = small_rational(e, n.kids[1], depth + 1);
+      if (!x || !y || y->den != 1 || y->num > 64 || y->num < -64) return std::nullopt;
+      if (y->num < 0 && x->num == 0) return std::nullopt;
+      SmallRational result{1, 1};
+      for (std::int64_t k = 0; k < (y->num < 0 ? -y->num : y->num); ++k) {
+        const auto r = times(result, *x);
+        if (!r) return std::nullopt;
+        result = *r;
+      }
+      if (y->num < 0) return make_rational(result.den, result.num);
+      return result;
+    }
+    case MathKind::factorial: {
+      const auto x = small_rational(e, n.kids[0], depth + 1);
+      if (!x || x->den != 1 || x->num < 0 || x->num > 20) return std::nullopt;
+      std::int64_t f = 1;
+      for (std::int64_t k = 2; k <= x->num; ++k) f *= k;
+      return SmallRational{f, 1};
+    }
+    default: return std::nullopt;
   }
 }
 
@@ -476,6 +611,20 @@ struct EqualResult {
 /// Never throws: refused and failed comparisons are "not equal" with `why` set.
 [[nodiscard]] inline EqualResult math_equal_explained(const MathExpr& gold, const MathExpr& given, const EqualOptions& options = {}) {
   EqualResult out;
+  // Fast path: two plain rational values (numbers, + - * /, integer powers, small factorials) are
+  // compared exactly without GiNaC, with the same tolerance rule as the CAS path for distinct values.
+  if (const auto x = math_detail::small_rational(gold, gold.root)) {
+    if (const auto y = math_detail::small_rational(given, given.root)) {
+      if (x->num == y->num && x->den == y->den) {
+        out.equal = true;
+        return out;
+      }
+      const double xd = static_cast<double>(x->num) / static_cast<double>(x->den);
+      const double yd = static_cast<double>(y->num) / static_cast<double>(y->den);
+      out.equal = options.rel_tol > 0 && std::fabs(xd - yd) <= options.rel_tol * std::max(std::fabs(xd), std::fabs(yd));
+      return out;
+    }
+  }
   try {
     math_detail::Comparator comparator(gold, given, options);
     out.equal = comparator.equal();

@@ -12,13 +12,17 @@
 //      (`reject_conflicting`). An opened `\boxed{` that never closes after the last complete
 //      box: Failure::truncated.
 //   4. Phrases: the rest of the sentence after the last "answer is" / "answer:" (a
-//      clause after ", not" / ", but" / ", which" / ", because" / ", since" is cut).
+//      clause after ", not" / ", but" / ", which" / ", because" / ", since" is cut, and so are
+//      trailing '.'s; a sentence whose rest hedges, "12, but it could also be 14.", is a hedge).
 //   5. GSM8K: the rest of the line after the last `####`.
 //   6. Fallback (`last_number_fallback`): the last number of the last non-empty line, only when the
 //      text ends like a finished sentence ('.', '!', '$', a closing bracket or a digit); a text that
 //      stops mid-sentence ("... and the next step") is Failure::truncated.
 // The answer text is then checked for hedges (the words "or", "either", "maybe", "possibly", "not
-// sure", outside `\text{}` too): Failure::hedge (`reject_hedges`).
+// sure", outside `\text{}` too): Failure::hedge (`reject_hedges`); so is the rest of the sentence
+// after the last box (those words and "also possible", "also be", "perhaps", "might be", "could
+// also"; not "possible" alone: "the smallest possible value"), as in
+// "\boxed{3}, though 4 is also possible."
 // Linear in |text|: every step is one or two passes.
 #pragma once
 
@@ -112,6 +116,35 @@ namespace math_detail {
   return out;
 }
 
+/// Whether text around an answer (not the answer itself) hedges: the hedge words above and
+/// "also possible", "also be", "perhaps", "might be", "could also" (whole words, any case).
+[[nodiscard]] inline bool has_context_hedge(std::string_view tail) {
+  if (has_hedge(tail)) return true;
+  for (std::string_view word : {"also possible", "also be", "perhaps", "might be", "could also"}) {
+    for (std::size_t k = 0; k + word.size() <= tail.size(); ++k) {
+      if (!consistency::detail::iequals_prefix(tail, k, word)) continue;
+      const bool left = k == 0 || !consistency::detail::is_alpha(tail[k - 1]);
+      const bool right = k + word.size() == tail.size() || !consistency::detail::is_alpha(tail[k + word.size()]);
+      if (left && right) return true;
+    }
+  }
+  return false;
+}
+
+/// Whether the rest of the sentence after the box whose content is `inner` (a view into `text`)
+/// hedges: "\boxed{3}, though 4 is also possible." The tail runs from the box's closing brace to
+/// the first '.', '!' or '?' followed by a space or the end, or a newline.
+[[nodiscard]] inline bool has_hedge_after(std::string_view text, std::string_view inner) {
+  std::size_t i = static_cast<std::size_t>(inner.data() - text.data()) + inner.size();
+  std::size_t end = i;
+  for (; end < text.size(); ++end) {
+    const char c = text[end];
+    if (c == '\n') break;
+    if ((c == '.' || c == '!' || c == '?') && (end + 1 == text.size() || consistency::detail::is_space(text[end + 1]))) break;
+  }
+  return has_context_hedge(text.substr(i, end - i));
+}
+
 /// Cuts a trailing clause: ", not 9", ", but ...", ", which ...", ", because ...", ", since ...".
 [[nodiscard]] inline std::string_view cut_clause(std::string_view phrase) {
   while (!phrase.empty() && (phrase.front() == '*' || phrase.front() == ':' || consistency::detail::is_space(phrase.front())))
@@ -121,6 +154,8 @@ namespace math_detail {
     const auto at = phrase.find(clause);
     if (at != std::string_view::npos) phrase = phrase.substr(0, at);
   }
+  phrase = consistency::detail::trim_latex(phrase);
+  while (!phrase.empty() && phrase.back() == '.') phrase.remove_suffix(1);  // "is $11.50." ends a sentence
   return consistency::detail::trim_latex(phrase);
 }
 
@@ -158,6 +193,10 @@ namespace math_detail {
           return out;
         }
     }
+    if (options.reject_hedges && has_hedge_after(text, boxes.back())) {
+      out.failure = ExtractFailure::hedge;
+      return out;
+    }
     out.answer = std::string(boxes.back());
     out.source = MathSource::boxed;
     out.failure = ExtractFailure::none;
@@ -166,6 +205,11 @@ namespace math_detail {
   // 4. answer phrase
   if (auto phrase = consistency::extract_answer_phrase(text)) {
     const std::string_view cut = cut_clause(*phrase);
+    // The cut clause may hedge: "12, but it could also be 14."
+    if (!cut.empty() && options.reject_hedges && has_context_hedge(*phrase)) {
+      out.failure = ExtractFailure::hedge;
+      return out;
+    }
     if (!cut.empty()) {
       out.answer = std::string(cut);
       out.source = MathSource::phrase;

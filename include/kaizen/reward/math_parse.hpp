@@ -13,7 +13,8 @@
 //   operators     `\cdot` `\times` U+00D7 U+00B7 -> '*', `\div` U+00F7 -> '/', `\le` `\leq` U+2264,
 //                 `\ge` `\geq` U+2265, `\ne` `\neq`, `\pm`, `\cup`, `%` `\%` and the word "percent".
 //   text          `\text{}` `\textbf{}` `\mathrm{}` `\mbox{}` `\textrm{}` `\mathbf{}`: content made
-//                 of letters only becomes words (lower case); other content is read as math.
+//                 of letters (and spaces, '.', '-', '/': `\text{m/s}`) becomes words (lower case);
+//                 other content is read as math.
 //   words         a run of >= 2 letters after whitespace (or from `\text{}`) is a word; a run glued
 //                 to what precedes it (`2xy`) is a product of one-letter symbols. Number words
 //                 zero..twenty, thirty..ninety, and "twenty-one" forms are numbers. Words that
@@ -466,7 +467,7 @@ class Lexer {
       const std::string_view inner = s_.substr(open + 1, close - open - 1);
       bool words_only = true;
       for (char c : inner)
-        if (!is_alpha(c) && !is_space(c) && c != '.' && c != '-') words_only = false;
+        if (!is_alpha(c) && !is_space(c) && c != '.' && c != '-' && c != '/') words_only = false;  // "m/s"
       if (name == "operatorname" || name == "mathrm" || name == "mathbf" || name == "mathit") {
         // Upright single words inside math: a function name, else the letters as a word.
         std::string w(inner);
@@ -558,16 +559,21 @@ class Parser {
     std::vector<Token> kept;
     kept.reserve(t_.size());
     bool after_operand = false;
-    bool in_unit = false;  // after a dropped unit word: "km/h", "m / s^2" belong to it
+    bool in_unit = false;  // after a dropped unit word: "km/h", "m / s^2", "cm^2" belong to it
+    bool unit_caret = false;  // the last dropped unit token was '^': its exponent is dropped too
     for (auto& tok : t_) {
       if (tok.type == Tok::word && after_operand) {
         in_unit = true;
+        unit_caret = false;
         continue;
       }
       if (in_unit && (tok.type == Tok::word || tok.type == Tok::ident || (tok.type == Tok::op && (tok.text == "/" || tok.text == "^")) ||
-                      (tok.type == Tok::num && !kept.empty() && kept.back().type == Tok::op && kept.back().text == "^")))
+                      (tok.type == Tok::num && unit_caret))) {
+        unit_caret = tok.type == Tok::op && tok.text == "^";
         continue;
+      }
       in_unit = false;
+      unit_caret = false;
       const bool operand_end = tok.type == Tok::num || tok.type == Tok::ident ||
                                (tok.type == Tok::op && (tok.text == ")" || tok.text == "]" || tok.text == "}" ||
                                                         tok.text == "%" || tok.text == "!")) ||

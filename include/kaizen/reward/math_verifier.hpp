@@ -10,10 +10,13 @@
 //   3. Multiple choice: a gold that is one letter A-Z (optionally "(B)", "B." or "\text{B}") is
 //      compared with the letter of the answer (the answer itself when it is a letter, else
 //      consistency::extract_choice over the completion).
-//   4. Fast path: consistency::normalize_answer of both equal -> correct; both plain numbers
-//      (canonical exact rationals) and different -> incorrect; no CAS involved.
-//   5. Parse both (reward/math_parse.hpp) and compare with GiNaC (reward/math_equal.hpp). When
-//      either does not parse, compare normalize_math texts (case-insensitive).
+//   4. Fast paths: the same text (trimmed) -> correct; consistency::normalize_answer of both equal
+//      -> correct; both plain numbers (canonical exact rationals) and different -> incorrect.
+//   5. Parse both (reward/math_parse.hpp) and compare (reward/math_equal.hpp: plain rational
+//      arithmetic exactly in 64 bits, everything else with GiNaC). When either does not parse,
+//      compare normalize_math texts (case-insensitive).
+// The gold's normal form and parse are cached per thread for the next call with the same gold
+// (`cache_gold`): a group of completions for one prompt parses its gold once.
 // The verdict carries the extracted answer and the reason for a rejection (for logs and tests).
 #pragma once
 
@@ -41,6 +44,7 @@ struct MathVerifierOptions {
   ParseOptions parse;
   EqualOptions equal;
   bool reject_truncated = true;  ///< FinishReason::length / ::abort are wrong answers
+  bool cache_gold = true;        ///< reuse the parsed gold of the previous call on this thread when it is the same text
 };
 
 struct MathVerdict {
@@ -50,6 +54,16 @@ struct MathVerdict {
 };
 
 class MathVerifier {
+  /// What equivalent() derives from a gold answer alone (cached per thread, see `cache_gold`).
+  struct Gold {
+    std::string text;
+    std::string normalized;  ///< consistency::normalize_answer
+    bool digits_around_space = false;
+    bool plain_number = false;
+    bool parsed_ready = false;  ///< `parsed` is computed on first need (the text fast paths may decide first)
+    ParseResult parsed;
+  };
+
  public:
   MathVerifier() = default;
   explicit MathVerifier(MathVerifierOptions options) : options_(std::move(options)) {}
@@ -87,18 +101,30 @@ class MathVerifier {
 
   /// Whether two answer texts (already extracted) are the same answer: steps 4 and 5 above.
   [[nodiscard]] bool equivalent(std::string_view answer, std::string_view gold) const {
+    const std::string_view answer_trimmed = consistency::detail::trim(answer);
+    if (!answer_trimmed.empty() && answer_trimmed == consistency::detail::trim(gold)) return true;  // same text
+    Gold& g = prepared_gold(gold);
     // The fast path drops spaces, which would glue "2 1/2" into 21/2: not for such texts.
-    if (!digits_around_space(answer) && !digits_around_space(gold)) {
-      const std::string a = consistency::normalize_answer(answer), g = consistency::normalize_answer(gold);
-      if (!a.empty() && a == g) return true;
-      if (is_plain_number(a) && is_plain_number(g) && !within_tolerance(a, g)) return false;
+    if (!g.digits_around_space && !digits_around_space(answer)) {
+      const std::string a = consistency::normalize_answer(answer);
+      if (!a.empty() && a == g.normalized) return true;
+      if (g.plain_number && is_plain_number(a) && !within_tolerance(a, g.normalized)) return false;
     }
     const ParseResult pa = parse_math(answer, options_.parse);
     if (!pa.expr && pa.error == "hedge") return false;
-    const ParseResult pg = parse_math(gold, options_.parse);
-    if (pa.expr && pg.expr) return math_equal(*pg.expr, *pa.expr, options_.equal);
+    if (!g.parsed_ready) {
+      g.parsed = parse_math(gold, options_.parse);
+      g.parsed_ready = true;
+    }
+    if (pa.expr && g.parsed.expr) return math_equal(*g.parsed.expr, *pa.expr, options_.equal);
     const std::string na = lower(normalize_math(answer, options_.parse)), ng = lower(normalize_math(gold, options_.parse));
     return !na.empty() && na == ng;
+  }
+
+  /// tasks::AnswerCheck: a finished completion's text against a gold answer (e.g. Problem::reference),
+  /// so that `tasks::CheckedTask<tasks::Arithmetic, MathVerifier>` verifies a task with this verifier.
+  [[nodiscard]] bool operator()(std::string_view completion_text, std::string_view gold) const {
+    return check(completion_text, gold).correct;
   }
 
   /// kaizen::Verifier: the completion's text against `prompt.reference`.
@@ -108,6 +134,26 @@ class MathVerifier {
 
  private:
   MathVerifierOptions options_;
+
+  /// The gold's derived forms: computed, or the previous call's on this thread when the gold text
+  /// and parse options are the same (a GRPO group checks G completions against one gold).
+  [[nodiscard]] Gold& prepared_gold(std::string_view gold) const {
+    thread_local Gold cache;
+    thread_local ParseOptions cache_options;
+    thread_local bool valid = false;
+    const ParseOptions& o = options_.parse;
+    if (options_.cache_gold && valid && cache.text == gold && cache_options.max_depth == o.max_depth &&
+        cache_options.max_nodes == o.max_nodes && cache_options.max_length == o.max_length)
+      return cache;
+    cache.text.assign(gold.data(), gold.size());
+    cache.digits_around_space = digits_around_space(gold);
+    cache.normalized = cache.digits_around_space ? std::string() : consistency::normalize_answer(gold);
+    cache.plain_number = is_plain_number(cache.normalized);
+    cache.parsed_ready = false;
+    cache_options = o;
+    valid = true;
+    return cache;
+  }
 
   [[nodiscard]] static std::string lower(std::string s) {
     for (auto& c : s)

@@ -1,8 +1,10 @@
 // kaizen/tasks/countdown.hpp - Countdown: reach a target with the given numbers.
 //
 // Prompt "3,5,7>22:" asks for an expression over +, -, *, / and parentheses that uses each given
-// number at most once and evaluates exactly (rational arithmetic; division must not be by zero) to
-// the target 22; "3*5+7" is one answer. The generator draws k numbers in [1, max_value]
+// number at most once (exactly once with `use_all`) and evaluates exactly (rational arithmetic in
+// 64 bits, |numerator|, denominator <= 1e9 at every step, else wrong; division must not be by zero)
+// to the target 22; "3*5+7" is one answer. The whole completion must be the expression (no spaces,
+// no "= 22"): this is the task's exact checker; it needs no CAS. The generator draws k numbers in [1, max_value]
 // (k = min_numbers + category), combines them left to right with random operators, keeping every
 // intermediate value a non-negative integer, and uses the result as the target, so every problem has
 // a solution (recorded as Problem::answer). The category is the count of numbers.
@@ -28,6 +30,7 @@ struct CountdownOptions {
   int min_numbers = 2;  ///< numbers in category 0, >= 2
   int max_numbers = 3;  ///< >= min_numbers, <= 6
   int max_value = 9;    ///< numbers lie in [1, max_value], max_value in [1, 99]
+  bool use_all = false; ///< verify: every given number must be used (exactly once), as in TinyZero
 };
 
 class Countdown {
@@ -100,6 +103,7 @@ class Countdown {
     Parser parser{completion, 0, available};
     const auto value = parser.expression(0);
     if (!value || parser.pos != completion.size()) return false;
+    if (options_.use_all && !parser.available.empty()) return false;
     return value->den != 0 && value->num == target * value->den;
   }
 

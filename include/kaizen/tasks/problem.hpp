@@ -1,6 +1,13 @@
 // kaizen/tasks/problem.hpp - what every embedded task produces, the VerifiableTask concept, and the
 // glue from tasks to the training step: Problem -> kaizen::Prompt (tokenized), the verifier reward,
-// and a held-out split that keeps evaluation problems out of training.
+// a held-out split that keeps evaluation problems out of training, and CheckedTask, which swaps a
+// task's own answer check for another one (e.g. reward::MathVerifier).
+//
+// Dependency direction: tasks/ is part of the torch-free, GiNaC-free kaizen::core and never includes
+// reward/. A task's built-in verify is a light exact check (arithmetic: the last number compared as an
+// exact rational; countdown: an exact rational expression checker). The CAS-backed math verifier
+// lives in reward/ (kaizen::reward) and is plugged in from the outside through the AnswerCheck
+// concept: `CheckedTask<Arithmetic, reward::MathVerifier>`.
 #pragma once
 
 #include <concepts>
@@ -9,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include <kaizen/core/error.hpp>
@@ -40,6 +48,33 @@ concept VerifiableTask = requires(const T& t, Rng& rng, std::int64_t category, s
   { t.num_categories() } -> std::convertible_to<std::int64_t>;
   { t.generate(category, rng) } -> std::same_as<Problem>;
   { t.verify(s, s, s) } -> std::same_as<bool>;
+};
+
+/// An answer check: `check(completion_text, reference) -> bool` (reward::MathVerifier models it).
+template <class C>
+concept AnswerCheck = requires(const C& c, std::string_view s) {
+  { c(s, s) } -> std::convertible_to<bool>;
+};
+
+/// `Task`'s problems, verified by `Check` instead of the task's own verify: the completion text against
+/// Problem::reference. A VerifiableTask; the task and the check are held by value.
+template <VerifiableTask Task, AnswerCheck Check>
+class CheckedTask {
+ public:
+  CheckedTask(Task task, Check check) : task_(std::move(task)), check_(std::move(check)) {}
+
+  [[nodiscard]] std::int64_t num_categories() const { return task_.num_categories(); }
+  [[nodiscard]] Problem generate(std::int64_t category, Rng& rng) const { return task_.generate(category, rng); }
+  [[nodiscard]] bool verify(std::string_view /*prompt*/, std::string_view reference, std::string_view completion) const {
+    return static_cast<bool>(check_(completion, reference));
+  }
+
+  [[nodiscard]] const Task& task() const noexcept { return task_; }
+  [[nodiscard]] const Check& check() const noexcept { return check_; }
+
+ private:
+  Task task_;
+  Check check_;
 };
 
 /// The Prompt a model reads for `problem`. Throws kaizen::Error when the text has characters the

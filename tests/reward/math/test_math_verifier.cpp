@@ -3,6 +3,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -10,6 +11,8 @@
 
 #include <kaizen/core/rng.hpp>
 #include <kaizen/reward/math_verifier.hpp>
+#include <kaizen/tasks/arithmetic.hpp>
+#include <kaizen/tasks/problem.hpp>
 
 using namespace kaizen;
 using namespace kaizen::reward;
@@ -196,8 +199,77 @@ TEST_CASE("corpus accuracy stays above the measured floor", "[reward][math][corp
   const double accuracy = static_cast<double>(right) / n;
   INFO("accuracy " << accuracy << " false accepts " << false_accepts << " of " << n);
   CHECK(n >= 500);
-  // Measured 567/567 on 2026-12-03 (the corpus was also the development set, see docs/rewards.md);
+  // Measured 597/597 on 2026-12-03 after the held-out fixes (567/567 before the first held-out 30) (the corpus was also the development set, see docs/rewards.md);
   // the floor leaves room for deliberate rule changes, not for regressions of more than ~1%.
   CHECK(accuracy >= 0.99);
   CHECK(false_accepts <= 2);
+}
+
+TEST_CASE("held-out fixes: units with exponents, hedges around the answer, trailing periods", "[reward][math]") {
+  const MathVerifier verifier;
+  // first held-out 30 (2026-12-03): a unit with an exponent was read as a factor
+  CHECK(verifier.check(R"(The area is $\boxed{25\sqrt{3}\text{ cm}^2}$.)", R"(25\sqrt3)").correct);
+  CHECK(same(R"(12\text{ m}^2)", "12"));
+  CHECK_FALSE(same(R"(12\text{ m}^2)", "144"));
+  // a hedge after the box, in the same sentence
+  const auto hedged = verifier.check(R"(Between 3 and 4, I'd say \boxed{3}, though 4 is also possible.)", "3");
+  CHECK_FALSE(hedged.correct);
+  CHECK(hedged.reason == "hedge");
+  CHECK_FALSE(verifier.check(R"(So $x = \boxed{4}$, perhaps 5.)", "4").correct);
+  // ...but not in the next sentence, and not "possible" alone
+  CHECK(verifier.check(R"(So $\boxed{6}$ is the smallest possible value.)", "6").correct);
+  CHECK(verifier.check(R"(The answer is $\boxed{4}$. Other values or cases fail.)", "4").correct);
+  // second held-out 64: a hedge in the clause after an answer phrase, "$11.50." and \text{m/s}
+  CHECK_FALSE(verifier.check("I think the answer is 12, but it could also be 14.", "12").correct);
+  CHECK(verifier.check("The final answer is $7$, not 9.", "7").correct);
+  CHECK(verifier.check("With the coupon he pays $11.50.\nThe answer is $11.50.", "11.5").correct);
+  CHECK_FALSE(verifier.check("The answer is $13.50.", "11.5").correct);
+  CHECK(verifier.check(R"(The speed is $\boxed{15\ \text{m/s}}$.)", "15").correct);
+}
+
+TEST_CASE("the rational fast path agrees with the CAS and falls back on overflow", "[reward][math]") {
+  // plain rational arithmetic: decided without GiNaC, same verdicts
+  CHECK(same("2^{10}", "1024"));
+  CHECK(same("1.5e3", "1500"));
+  CHECK(same("5!", "120"));
+  CHECK(same(R"(\frac{3}{8})", "0.375"));
+  CHECK(same("2^{-2}", "0.25"));
+  CHECK(same("-(3-5)", "2"));
+  CHECK_FALSE(same("0.3333333", R"(\frac13)"));  // distinct exact values: only within rel_tol 1e-9
+  CHECK_FALSE(same("2^{10}", "1000"));
+  CHECK(same("0.3333333333333", R"(\frac13)"));   // within 1e-9 relative, as on the CAS path
+  // beyond 64 bits: GiNaC decides
+  CHECK(same("10^{20}", "100000000000000000000"));
+  CHECK(same("2^{62} \\cdot 2^{62}", "2^{124}"));
+  CHECK_FALSE(same("10^{20}", "200000000000000000000"));
+  CHECK(same("21!", "51090942171709440000"));
+  // the gold cache: same verdicts with it on and off, and with golds alternating
+  MathVerifierOptions off;
+  off.cache_gold = false;
+  const MathVerifier cached, uncached(off);
+  for (int round = 0; round < 3; ++round) {
+    for (auto [answer, gold, expected] : {std::tuple{"3\\sqrt2", "\\sqrt{18}", true}, {"4", "\\sqrt{18}", false},
+                                          {"1/2", "0.5", true}, {"0.5", "\\sqrt{18}", false}}) {
+      CHECK(cached.equivalent(answer, gold) == expected);
+      CHECK(uncached.equivalent(answer, gold) == expected);
+    }
+  }
+}
+
+TEST_CASE("tasks verified by the math verifier through CheckedTask", "[reward][math][tasks]") {
+  const tasks::Arithmetic arithmetic(tasks::ArithmeticOptions{.min_digits = 1, .max_digits = 3, .operators = "+-*"});
+  const tasks::CheckedTask<tasks::Arithmetic, MathVerifier> task(arithmetic, MathVerifier{});
+  static_assert(tasks::VerifiableTask<decltype(task)>);
+  Rng rng(7);
+  for (int i = 0; i < 200; ++i) {
+    const tasks::Problem p = task.generate(-1, rng);
+    CHECK(task.verify(p.prompt, p.reference, p.answer));
+    CHECK(task.verify(p.prompt, p.reference, "The answer is \\boxed{" + p.answer + "}."));
+    CHECK_FALSE(task.verify(p.prompt, p.reference, std::to_string(std::stoll(p.answer) + 1)));
+    CHECK_FALSE(task.verify(p.prompt, p.reference, ""));
+  }
+  // where the verifier and the light check differ: a hedge (the last number is right), a decimal
+  CHECK(arithmetic.verify("2+3=", "5", "4 or 5"));
+  CHECK_FALSE(task.verify("2+3=", "5", "4 or 5"));
+  CHECK(task.verify("2+3=", "5", "5.0"));
 }
