@@ -19,3 +19,5 @@
 #include <kaizen/policy_gradient/options.hpp>
 #include <kaizen/policy_gradient/policy_loss.hpp>
 #include <kaizen/policy_gradient/ratio.hpp>
+#include <kaizen/policy_gradient/token_masks.hpp>
+#include <kaizen/policy_gradient/vespo.hpp>

@@ -282,10 +282,12 @@ TEST_CASE("policy_loss matches the reference-doc oracles", "[policy_gradient][po
   auto [l3, g3] = one_token(pg::DualClipPpoObjective{}, 5.0, -1.0);
   CHECK(l3 == Approx(3.0));
   CHECK(g3 == 0.0);
-  // CISPO keeps the gradient of a clipped token: value and slope ŵA with ŵ = 1.28.
-  auto [l4, g4] = one_token(pg::CispoObjective{}, 1.5, 1.0);
+  // CISPO keeps the gradient of a clipped token: value and slope ŵA with ŵ = 1.28 (cap 1.28 set explicitly;
+  // the default cap 5 does not bind at ρ = 1.5).
+  auto [l4, g4] = one_token(pg::CispoObjective{.clip = {.epsilon_high = 0.28}}, 1.5, 1.0);
   CHECK(l4 == Approx(-1.28));
   CHECK(g4 == Approx(-1.28));
+  CHECK(one_token(pg::CispoObjective{}, 1.5, 1.0).second == Approx(-1.5));
   // SAPO at ρ = 1: value (2/τ)A, slope A.
   auto [l5, g5] = one_token(pg::SapoObjective{}, 1.0, -1.0);
   CHECK(l5 == Approx(2.0 / 1.05));

@@ -11,7 +11,6 @@
 
 #include <kaizen/core/rng.hpp>
 #include <kaizen/preference.hpp>
-
 namespace pref = kaizen::preference;
 
 namespace {
@@ -110,6 +109,64 @@ std::vector<LossCase> loss_cases() {
                      return -mw - 0.3 * log_sigmoid(log_odds);
                    },
                    [](const Pair& p) { return 0.3 * p.pc / p.lc; }, [](const Pair& p) { return 0.3 * p.pr / p.lr; }});
+  // Losses added for the peers' loss types (formulas in their headers, re-derived here from the papers).
+  const auto ls = [](double z, double e) { return -(1 - e) * log_sigmoid(z) - e * log_sigmoid(-z); };
+  const auto u_w = [](const Pair& p) { return p.pc - p.rc; };
+  const auto u_l = [](const Pair& p) { return p.pr - p.rr; };
+  cases.push_back({"exo", [](const auto& p) { return pref::exo_loss(p, {.beta = 0.1, .epsilon = 0.05}); },
+                   [=](const Pair& p) {
+                     const double z = b * h(p);
+                     return sigmoid(z) * (log_sigmoid(z) - std::log(0.95)) + sigmoid(-z) * (log_sigmoid(-z) - std::log(0.05));
+                   },
+                   dpo_cr, dpo_rr});
+  cases.push_back({"nca", [](const auto& p) { return pref::nca_loss(p); },
+                   [=](const Pair& p) {
+                     return -log_sigmoid(b * u_w(p)) - 0.5 * log_sigmoid(-b * u_w(p)) - 0.5 * log_sigmoid(-b * u_l(p));
+                   },
+                   dpo_cr, dpo_rr});
+  cases.push_back({"bco_pair", [](const auto& p) { return pref::bco_pair_loss(p, {.beta = 0.1, .shift = 0.2}); },
+                   [=](const Pair& p) { return -log_sigmoid(b * u_w(p) - 0.2) - log_sigmoid(-(b * u_l(p) - 0.2)); },
+                   dpo_cr, dpo_rr});
+  cases.push_back({"sppo_hard", [](const auto& p) { return pref::sppo_hard_loss(p, {.beta = 0.5}); },
+                   [](const Pair& p) { return std::pow(p.pc - p.rc - 1.0, 2) + std::pow(p.pr - p.rr + 1.0, 2); },
+                   [](const Pair& p) { return 0.5 * (p.pc - p.rc); }, [](const Pair& p) { return 0.5 * (p.pr - p.rr); }});
+  cases.push_back({"apo_zero", [](const auto& p) { return pref::apo_loss(p); },
+                   [=](const Pair& p) { return 1 - sigmoid(b * u_w(p)) + sigmoid(b * u_l(p)); }, dpo_cr, dpo_rr});
+  cases.push_back({"apo_down", [](const auto& p) { return pref::apo_loss(p, {.anchor = pref::ApoAnchor::down}); },
+                   [=](const Pair& p) { return sigmoid(b * u_w(p)) + 1 - sigmoid(b * (u_w(p) - u_l(p))); }, dpo_cr,
+                   dpo_rr});
+  cases.push_back({"discopop", [](const auto& p) { return pref::discopop_loss(p, {.beta = 0.1, .tau = 0.5}); },
+                   [=](const Pair& p) {
+                     const double z = b * h(p), m = sigmoid(z / 0.5);
+                     return (1 - m) * -log_sigmoid(z) + m * std::exp(-z);
+                   },
+                   dpo_cr, dpo_rr});
+  cases.push_back({"dpo_norm", [](const auto& p) { return pref::dpo_norm_loss(p); },
+                   [=](const Pair& p) { return -log_sigmoid(b * (u_w(p) / p.lc - u_l(p) / p.lr)); }, dpo_cr, dpo_rr});
+  cases.push_back({"dpo_forward_kl",
+                   [](const auto& p) { return pref::dpo_loss(p, {.beta = 0.01, .divergence = {.kind = pref::FDivergence::forward_kl}}); },
+                   [=](const Pair& p) { return -log_sigmoid(0.01 * (std::exp(-u_l(p)) - std::exp(-u_w(p)))); },
+                   [](const Pair& p) { return 0.01 * (p.pc - p.rc); }, [](const Pair& p) { return 0.01 * (p.pr - p.rr); }});
+  cases.push_back({"dpo_js", [](const auto& p) { return pref::dpo_loss(p, {.beta = 0.1, .divergence = {.kind = pref::FDivergence::js}}); },
+                   [=](const Pair& p) {
+                     // f'(t) = log(2t/(1+t)) with t = e^u
+                     const auto f = [](double u) { return std::log(2 * std::exp(u) / (1 + std::exp(u))); };
+                     return -log_sigmoid(b * (f(u_w(p)) - f(u_l(p))));
+                   },
+                   dpo_cr, dpo_rr});
+  cases.push_back({"dpo_alpha",
+                   [](const auto& p) {
+                     return pref::dpo_loss(p, {.beta = 0.1, .divergence = {.kind = pref::FDivergence::alpha, .alpha = 0.6}});
+                   },
+                   [=](const Pair& p) {
+                     const auto f = [](double u) { return (std::pow(std::exp(u), -0.4) - 1) / -0.4; };
+                     return -log_sigmoid(b * (f(u_w(p)) - f(u_l(p))));
+                   },
+                   dpo_cr, dpo_rr});
+  cases.push_back({"simpo_smoothed",
+                   [](const auto& p) { return pref::simpo_loss(p, {.beta = 2.0, .gamma = 0.7, .label_smoothing = 0.2}); },
+                   [=](const Pair& p) { return ls(2.0 * p.pc / p.lc - 2.0 * p.pr / p.lr - 0.7, 0.2); },
+                   [](const Pair& p) { return 2.0 * p.pc / p.lc; }, [](const Pair& p) { return 2.0 * p.pr / p.lr; }});
   return cases;
 }
 

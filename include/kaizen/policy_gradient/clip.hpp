@@ -6,12 +6,18 @@
 //   AsymmetricClip  obj = min(r A, clamp(r, 1−ε_low, 1+ε_high) A)                (DAPO clip-higher)
 //   DualClip        as AsymmetricClip, then max(obj, c A) where A < 0            (Ye et al. 2020)
 //   CispoClip       obj = sg(clamp(r, 1−ε_low, 1+ε_high)) · A · exp(log π_θ − sg(log π_θ))
-//                   (value ŵA, gradient ŵ A ∇log π_θ: every token keeps its gradient; MiniMax-M1)
+//                   (value ŵA, gradient ŵ A ∇log π_θ: every token keeps its gradient; MiniMax-M1), or with
+//                   CispoLossValue::log_prob obj = sg(ŵ) · A · log π_θ (same gradient; TRL / Liger's value)
+// With a ratio cap δ (Objective::ratio_cap, finite), the unclipped term r A becomes min(r, δ) A in the
+// NoClip / Symmetric / Asymmetric / Dual surrogates (TRL / Liger `delta`); the clipped term keeps r.
 //   SapoGate        obj = (4/τ) σ(τ (r − 1)) A,  τ = τ_pos if A > 0 else τ_neg   (SAPO)
 // Clip fractions (over valid tokens): low = the lower bound removed the gradient (A < 0, r < 1−ε_low),
 // high = the upper bound did (A > 0, r > 1+ε_high), dual = the dual bound did (A < 0, obj = c A);
 // for CISPO, low/high count weights clamped at either bound whatever the sign of A.
 #pragma once
+
+#include <cmath>
+#include <limits>
 
 #include <torch/types.h>
 #include <torch/utils.h>
@@ -33,17 +39,19 @@ struct ClipEvents {
 /// importance_ratio.
 template <class Clip>
 [[nodiscard]] torch::Tensor surrogate(const Clip& clip, const torch::Tensor& ratio, const torch::Tensor& advantages,
-                                      const torch::Tensor& logprobs) {
+                                      const torch::Tensor& logprobs,
+                                      double ratio_cap = std::numeric_limits<double>::infinity()) {
+  const auto capped = [&] { return std::isinf(ratio_cap) ? ratio : ratio.clamp_max(ratio_cap); };
   if constexpr (Clip::mode == ClipMode::none) {
     (void)clip, (void)logprobs;
-    return ratio * advantages;
+    return capped() * advantages;
   } else if constexpr (Clip::mode == ClipMode::symmetric) {
     (void)logprobs;
-    return torch::minimum(ratio * advantages, ratio.clamp(1 - clip.epsilon, 1 + clip.epsilon) * advantages);
+    return torch::minimum(capped() * advantages, ratio.clamp(1 - clip.epsilon, 1 + clip.epsilon) * advantages);
   } else if constexpr (Clip::mode == ClipMode::asymmetric || Clip::mode == ClipMode::dual) {
     (void)logprobs;
     const auto obj =
-        torch::minimum(ratio * advantages, ratio.clamp(1 - clip.epsilon_low, 1 + clip.epsilon_high) * advantages);
+        torch::minimum(capped() * advantages, ratio.clamp(1 - clip.epsilon_low, 1 + clip.epsilon_high) * advantages);
     if constexpr (Clip::mode == ClipMode::dual) {
       return torch::where(advantages < 0, torch::maximum(obj, clip.c * advantages), obj);
     } else {
@@ -51,9 +59,10 @@ template <class Clip>
     }
   } else if constexpr (Clip::mode == ClipMode::cispo) {
     const auto weight = ratio.detach().clamp(1 - clip.epsilon_low, 1 + clip.epsilon_high);
+    if (clip.value == CispoLossValue::log_prob) return weight * advantages * logprobs;
     return weight * advantages * (logprobs - logprobs.detach()).exp();
   } else {
-    (void)logprobs;
+    (void)logprobs, (void)capped;
     const auto tau = torch::where(advantages > 0, torch::full_like(advantages, clip.tau_positive),
                                   torch::full_like(advantages, clip.tau_negative));
     return 4.0 / tau * torch::sigmoid(tau * (ratio - 1)) * advantages;

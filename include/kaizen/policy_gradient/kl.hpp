@@ -4,7 +4,8 @@
 // "Approximating KL divergence", http://joschu.net/blog/kl-approx.html):
 //   k1 = −d_t                      unbiased for KL(π_θ‖π_ref), can be negative, high variance
 //   k2 = d_t² / 2                  biased, low variance, ≥ 0
-//   k3 = exp(d_t) − d_t − 1        unbiased, ≥ 0 (verl clamps it to [−10, 10])
+//   k3 = exp(d_t) − d_t − 1        unbiased, ≥ 0; plain by default (papers, TRL, Liger); `clamp` = kVerlKlClamp
+//                                  gives verl's [−10, 10] clamp, which zeroes the gradient where k3 > 10
 //   k3_importance = exp(log π_θ − log π_old) · k3   unbiased when tokens came from π_old ≠ π_θ
 //                                  (DeepSeek-V3.2; requested in TRL #4637)
 // Placement (DESIGN.md §4):
@@ -13,6 +14,8 @@
 //                  the sequence score on its last valid token (kl_penalized_rewards; PPO/REINFORCE++)
 #pragma once
 
+#include <cmath>
+#include <limits>
 #include <string_view>
 
 #include <torch/types.h>
@@ -30,13 +33,16 @@ namespace detail {
                                             const torch::Tensor& ref_logprobs, const torch::Tensor& old_logprobs,
                                             double clamp) {
   const auto d = ref_logprobs - logprobs;
+  const auto k3 = [clamp](const torch::Tensor& x) {
+    const auto plain = x.exp() - x - 1;
+    return std::isinf(clamp) ? plain : plain.clamp(-clamp, clamp);
+  };
   switch (estimator) {
     case KlEstimator::none: return torch::zeros_like(logprobs);
     case KlEstimator::k1: return -d;
     case KlEstimator::k2: return 0.5 * d.square();
-    case KlEstimator::k3: return (d.exp() - d - 1).clamp(-clamp, clamp);
-    case KlEstimator::k3_importance:
-      return (logprobs - old_logprobs).clamp(-20.0, 20.0).exp() * (d.exp() - d - 1).clamp(-clamp, clamp);
+    case KlEstimator::k3: return k3(d);
+    case KlEstimator::k3_importance: return (logprobs - old_logprobs).clamp(-20.0, 20.0).exp() * k3(d);
   }
   return {};
 }
@@ -48,7 +54,9 @@ namespace detail {
 /// values on valid tokens.
 [[nodiscard]] inline torch::Tensor kl_estimate(const torch::Tensor& logprobs, const torch::Tensor& ref_logprobs,
                                                const torch::Tensor& mask, KlEstimator estimator,
-                                               const torch::Tensor& old_logprobs = {}, double clamp = 10.0) {
+                                               const torch::Tensor& old_logprobs = {},
+                                               double clamp = std::numeric_limits<double>::infinity()) {
+  KAIZEN_CHECK(clamp > 0, "kl_estimate: expected a clamp > 0 (+inf: none), got ", clamp);
   constexpr std::string_view fn = "kl_estimate";
   detail::check_real(fn, "logprobs", logprobs);
   KAIZEN_CHECK(logprobs.dim() == 2, fn, ": expected [B, T] `logprobs`, got shape ", logprobs.sizes());

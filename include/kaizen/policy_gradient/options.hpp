@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 namespace kaizen::policy_gradient {
@@ -96,16 +97,33 @@ struct DualClip {
   double c = 3.0;  ///< the dual-clip constant, > 1
 };
 
-/// CISPO: a clipped, stop-gradient importance weight on a REINFORCE term:
-/// obj = sg(ŵ) · A · exp(log π_θ(y_t) − sg(log π_θ(y_t))), ŵ = clamp(r, 1 − ε_low, 1 + ε_high): its value
-/// is ŵ · A and its gradient sg(ŵ) · A · ∇log π_θ, so every token keeps a gradient and only its weight
-/// is bounded. Defaults: ε_low = 1 (no lower bound: r > 0 always), ε_high = 0.28 (kaizen's choice;
-/// MiniMax-M1 tunes only the upper bound).
+/// How CISPO reports its loss value (the gradient is the same, sg(ŵ) · A · ∇log π_θ, in both).
+enum class CispoLossValue : std::uint8_t {
+  weight,    ///< obj = sg(ŵ) · A · exp(log π_θ − sg(log π_θ)): value ŵ · A (kaizen's default)
+  log_prob,  ///< obj = sg(ŵ) · A · log π_θ: the published loss, as TRL 1.16 / Liger-Kernel 0.8.5 log it
+};
+
+/// CISPO: a clipped, stop-gradient importance weight on a REINFORCE term, ŵ = clamp(r, 1 − ε_low, 1 + ε_high):
+///   value weight:   obj = sg(ŵ) · A · exp(log π_θ(y_t) − sg(log π_θ(y_t)))   (value ŵ · A)
+///   value log_prob: obj = sg(ŵ) · A · log π_θ(y_t)                          (MiniMax-M1's loss; TRL, Liger)
+/// Both have the gradient sg(ŵ) · A · ∇log π_θ, so every token keeps a gradient and only its weight is
+/// bounded. The bounds are relative to 1 as for the other clips; the peers' absolute cap ε_max (TRL/Liger
+/// `epsilon_high`, the weight is min(r, ε_max)) is cispo_cap(ε_max) = {ε_low = 1, ε_high = ε_max − 1}.
+/// Defaults: ε_low = 1 (no lower bound: r > 0 always), ε_high = 4, i.e. the cap ε_max = 5 that TRL's
+/// GRPOConfig documents for CISPO after ScaleRL (Khatri et al. 2025, arXiv 2510.13786). MiniMax-M1 publishes
+/// no value; kaizen's earlier default 0.28 (cap 1.28) was DAPO's clip-higher bound carried over, which binds
+/// on most off-policy tokens and is far tighter than what CISPO is run with.
 struct CispoClip {
   static constexpr ClipMode mode = ClipMode::cispo;
   double epsilon_low = 1.0;
-  double epsilon_high = 0.28;
+  double epsilon_high = 4.0;
+  CispoLossValue value = CispoLossValue::weight;
 };
+
+/// The CISPO clip of the peers' absolute cap: weight min(r, ε_max) (TRL / Liger `epsilon_high` = ε_max).
+[[nodiscard]] constexpr CispoClip cispo_cap(double epsilon_max, CispoLossValue value = CispoLossValue::log_prob) {
+  return CispoClip{.epsilon_low = 1.0, .epsilon_high = epsilon_max - 1.0, .value = value};
+}
 
 /// SAPO soft gate: obj = (4 / τ) · σ(τ (r − 1)) · A with τ = τ_pos if A > 0 else τ_neg. The gate
 /// equals r to first order at r = 1 (value 2/τ, slope 1) and smoothly flattens off-policy tokens
@@ -123,7 +141,8 @@ struct SapoGate {
 //   k1 = −d_t                                   (log π_θ − log π_ref; unbiased for KL, high variance)
 //   k2 = d_t² / 2                               (biased, low variance; gradient = the KL gradient's
 //                                                on-policy estimate)
-//   k3 = exp(d_t) − d_t − 1                     (unbiased, ≥ 0; clamped to [−k_max, k_max])
+//   k3 = exp(d_t) − d_t − 1                     (unbiased, ≥ 0; plain by default, optionally clamped to
+//                                                [−k_max, k_max] as verl does with k_max = 10)
 //   k3_importance = exp(log π_θ − log π_old) · k3   (k3 with the importance ratio to the sampling
 //                                                policy, unbiased off-policy; gradient flows through
 //                                                both factors)
@@ -133,12 +152,20 @@ enum class KlEstimator : std::uint8_t { none, k1, k2, k3, k3_importance };
 
 /// β · KL_t added to the per-token loss. `KlLoss<>` (estimator none) switches the term off and lets
 /// the reference log-probs be undefined.
+/// The clamp: `clamp` = +∞ (the default) is the plain estimator, as in the papers, TRL 1.16 and Liger-Kernel
+/// 0.8.5; verl clamps k3 to [−10, 10] (`kVerlKlClamp`). The clamp has a cost: where π_θ ≪ π_ref (d_t > ~2.5,
+/// k3 > 10) it zeroes the KL gradient, exactly where the policy has drifted furthest. The plain value
+/// overflows only when e^(d_t) does (d_t > 709 in float64, > 88 in float32).
 template <KlEstimator Estimator = KlEstimator::none>
 struct KlLoss {
   static constexpr KlEstimator estimator = Estimator;
   double coefficient = Estimator == KlEstimator::none ? 0.0 : 0.04;  ///< β (DeepSeekMath: 0.04)
-  double clamp = 10.0;  ///< k3 and k3_importance's k3 factor are clamped to [−clamp, clamp] (verl: 10)
+  /// k3 and k3_importance's k3 factor are clamped to [−clamp, clamp]; > 0, +∞ = no clamp (default)
+  double clamp = std::numeric_limits<double>::infinity();
 };
+
+/// verl's k3 clamp (`kl_penalty = "low_var_kl"`): KlLoss<KlEstimator::k3>{.clamp = kVerlKlClamp}.
+inline constexpr double kVerlKlClamp = 10.0;
 
 using NoKl = KlLoss<KlEstimator::none>;
 
@@ -253,6 +280,11 @@ struct Objective {
   Aggregate aggregation{};
   double entropy_coefficient = 0.0;  ///< c_H: adds −c_H · H_t to ℓ_t (needs a per-token entropy input)
   TruncatedImportanceSampling importance{};
+  /// δ: caps the ratio of the unclipped term, obj = min(min(r, δ) · A, clamp(r, ...) · A) (two-sided clipping,
+  /// INTELLECT-2, arXiv 2505.07291; TRL / Liger `delta`), independent of DualClip. +∞ (default) = off; must
+  /// be > 1 + ε_high to mean anything. Token and sequence ratios with NoClip / SymmetricClip / AsymmetricClip /
+  /// DualClip; computed by policy_loss (the fused objective rejects it).
+  double ratio_cap = std::numeric_limits<double>::infinity();
 };
 
 // Named compositions (the published defaults; change members as needed).
@@ -273,6 +305,11 @@ using DualClipPpoObjective = Objective<TokenRatio, DualClip, NoKl, TokenMean>;
 using CispoObjective = Objective<TokenRatio, CispoClip, NoKl, TokenMean>;
 /// SAPO: soft gate, per-sequence mean.
 using SapoObjective = Objective<TokenRatio, SapoGate, NoKl, SeqMeanTokenMean>;
+/// LUSPO (length-unbiased sequence policy optimisation, arXiv 2602.05261): GSPO's sequence ratio
+/// with each sequence's loss weighted by its length, L = Σ_i n_i ℓ_i / B, which is SeqMeanTokenSum over the
+/// GSPO-token loss. TRL 1.16 loss_type "luspo" (importance_sampling_level "sequence") and Liger-Kernel 0.8.5
+/// (sequence level) compute exactly this.
+using LuspoObjective = Objective<SequenceRatio, AsymmetricClip, NoKl, SeqMeanTokenSum>;
 
 inline constexpr GspoObjective kGspo{.clip = {.epsilon_low = 3e-4, .epsilon_high = 4e-4}};
 inline constexpr GmpoObjective kGmpo{.clip = {.epsilon = 0.4}};

@@ -43,6 +43,11 @@ struct PolicyLossInputs {
   torch::Tensor mask;              ///< bool or float weights; every row needs a valid token
   torch::Tensor entropy = {};      ///< H_t, needed when entropy_coefficient != 0 (may carry a gradient)
   torch::Tensor sampler_logprobs = {};  ///< the sampler's log-probs, needed when importance.action != none
+  /// Optional multiplier of the policy term −w·obj only, [B, T] or [B] (one per sequence), bool or float,
+  /// constant: the off-policy sequence mask and the high-entropy token mask (token_masks.hpp). The KL and
+  /// entropy terms and the aggregation's normaliser N are unchanged, as in TRL 1.16's GRPOTrainer.
+  /// policy_loss only (the fused objective rejects it).
+  torch::Tensor policy_token_mask = {};
 };
 
 /// Scalars describing one policy_loss call (this batch only; averages over its valid tokens).
@@ -73,9 +78,12 @@ namespace detail {
 /// under `fn`: shapes, dtypes and devices of the inputs, the inputs the options require, and the option
 /// values (ε, c, τ, β). Returns the mask in the log-prob dtype. Rows without a valid token and
 /// non-finite values are left to the caller, which finds them in its own pass over the data.
+/// `reference_path`: true from policy_loss, which computes every option; the fused objective calls it
+/// with the default false, and then the options only policy_loss computes are refused by name.
 template <class Ratio, class Clip, class Kl, class Aggregate>
 [[nodiscard]] torch::Tensor check_policy_inputs(std::string_view fn, const PolicyLossInputs& in,
-                                                const Objective<Ratio, Clip, Kl, Aggregate>& objective) {
+                                                const Objective<Ratio, Clip, Kl, Aggregate>& objective,
+                                                bool reference_path = false) {
   check_real(fn, "logprobs", in.logprobs);
   KAIZEN_CHECK(in.logprobs.dim() == 2, fn, ": expected [B, T] `logprobs`, got shape ", in.logprobs.sizes());
   check_like(fn, "old_logprobs", in.old_logprobs, in.logprobs, "logprobs");
@@ -88,7 +96,36 @@ template <class Ratio, class Clip, class Kl, class Aggregate>
   } else {
     check_like(fn, "advantages", in.advantages, in.logprobs, "logprobs");
   }
+  if (!reference_path) {
+    KAIZEN_CHECK(!in.policy_token_mask.defined(), fn,
+                 ": `policy_token_mask` is computed by policy_loss only; call policy_loss for it");
+    KAIZEN_CHECK(std::isinf(objective.ratio_cap) && objective.ratio_cap > 0, fn,
+                 ": a finite ratio_cap is computed by policy_loss only; call policy_loss for it (got ",
+                 objective.ratio_cap, ")");
+    if constexpr (Clip::mode == ClipMode::cispo) {
+      KAIZEN_CHECK(objective.clip.value == CispoLossValue::weight, fn,
+                   ": CispoLossValue::log_prob is computed by policy_loss only; call policy_loss for it");
+    }
+  }
+  KAIZEN_CHECK(objective.ratio_cap > 0, fn, ": expected ratio_cap > 0 (+inf: off), got ", objective.ratio_cap);
+  if (!std::isinf(objective.ratio_cap)) {
+    KAIZEN_CHECK(Ratio::level != RatioLevel::geometric && Clip::mode != ClipMode::cispo && Clip::mode != ClipMode::sapo,
+                 fn, ": ratio_cap applies to the token and sequence ratios with NoClip, SymmetricClip, AsymmetricClip "
+                 "or DualClip, not to GeometricRatio, CispoClip or SapoGate");
+  }
+  if (in.policy_token_mask.defined()) {
+    const auto& pm = in.policy_token_mask;
+    KAIZEN_CHECK(pm.device() == in.logprobs.device(), fn, ": expected `policy_token_mask` on ", in.logprobs.device(),
+                 ", got ", pm.device());
+    KAIZEN_CHECK((pm.dim() == 2 && pm.sizes() == in.logprobs.sizes()) ||
+                     (pm.dim() == 1 && pm.size(0) == in.logprobs.size(0)),
+                 fn, ": expected `policy_token_mask` of shape [B, T] = ", in.logprobs.sizes(), " or [B] = [",
+                 in.logprobs.size(0), "], got ", pm.sizes());
+    KAIZEN_CHECK(pm.scalar_type() == torch::kBool || pm.is_floating_point(), fn,
+                 ": expected a bool or floating `policy_token_mask`, got ", pm.scalar_type());
+  }
   if constexpr (Kl::estimator != KlEstimator::none) {
+    KAIZEN_CHECK(objective.kl.clamp > 0, fn, ": expected a KL clamp > 0 (+inf: none), got ", objective.kl.clamp);
     KAIZEN_CHECK(objective.kl.coefficient >= 0, fn, ": expected a KL coefficient >= 0, got ", objective.kl.coefficient);
     KAIZEN_CHECK(in.ref_logprobs.defined(), fn, ": expected `ref_logprobs` for a KL term in the loss, got none");
     check_like(fn, "ref_logprobs", in.ref_logprobs, in.logprobs, "logprobs");
@@ -134,7 +171,7 @@ template <class Ratio, class Clip, class Kl, class Aggregate>
   constexpr std::string_view fn = "policy_loss";
   using Obj = Objective<Ratio, Clip, Kl, Aggregate>;
   // --- validation ---------------------------------------------------------------------------------
-  const torch::Tensor m = detail::check_policy_inputs(fn, in, objective);
+  const torch::Tensor m = detail::check_policy_inputs(fn, in, objective, /*reference_path=*/true);
   detail::check_rows_nonempty(fn, m);
   const torch::Tensor advantages =
       in.advantages.dim() == 1 ? in.advantages.unsqueeze(1).expand_as(in.logprobs) : in.advantages;
@@ -170,10 +207,17 @@ template <class Ratio, class Clip, class Kl, class Aggregate>
 
   // --- the loss -----------------------------------------------------------------------------------
   const torch::Tensor ratio = importance_ratio(objective.ratio, objective.clip, lp, old, adv, m);
-  const torch::Tensor obj = Obj::ratio_level == RatioLevel::geometric ? ratio * adv : surrogate(objective.clip, ratio, adv, lp);
+  const torch::Tensor obj = Obj::ratio_level == RatioLevel::geometric
+                                ? ratio * adv
+                                : surrogate(objective.clip, ratio, adv, lp, objective.ratio_cap);
   const torch::Tensor weight =
       with_importance ? importance_weights(old, in.sampler_logprobs, m, objective.importance) : torch::Tensor{};
-  const torch::Tensor policy_term = with_importance ? -weight * obj : -obj;
+  torch::Tensor policy_term = with_importance ? -weight * obj : -obj;
+  if (in.policy_token_mask.defined()) {
+    auto pm = in.policy_token_mask.detach().to(lp.scalar_type());
+    if (pm.dim() == 1) pm = pm.unsqueeze(1).expand_as(lp);
+    policy_term = policy_term * torch::where(valid, pm, zero);
+  }
   torch::Tensor per_token = policy_term;
   torch::Tensor kl;
   if constexpr (Obj::kl_estimator != KlEstimator::none) {

@@ -11,6 +11,12 @@
 // (arXiv 2404.04656). Default β = 0.1 (TRL's BCOConfig). The running mean updates before the loss, as in
 // TRL [memory]. The paper's optional density-ratio weighting of prompts (an extra classifier over
 // prompt embeddings) is not part of this loss.
+//
+// Paired form (bco_pair_loss), for (y_w, y_l) pairs with r = β·(log π_θ − log π_ref):
+//   L = −log σ(r_w − δ) − log σ(−(r_l − δ)),   δ = `shift` (default 0)
+// Peers: TRL 1.16 DPOConfig loss_type "bco_pair" and Liger-Kernel 0.8.5 DPO "bco_pair" use δ = 0 (older TRL
+// kept a running mean of the batch's rewards as δ; pass it as `shift` to reproduce that).
+// π_θ = π_ref with δ = 0 gives 2 log 2.
 #pragma once
 
 #include <cmath>
@@ -55,6 +61,24 @@ struct BcoOptions {
   const torch::Tensor per_example =
       torch::where(batch.desirable, -torch::log_sigmoid(centred), -torch::log_sigmoid(-centred));
   return detail::unpaired_result(per_example, rewards, batch.desirable, delta);
+}
+
+/// Options of bco_pair_loss.
+struct BcoPairOptions {
+  double beta = 0.1;   ///< > 0
+  double shift = 0.0;  ///< δ, finite (0 in TRL 1.16 and Liger 0.8.5)
+};
+
+/// BCO loss over N preference pairs (see the header formula). Needs policy and reference log-probs [N].
+/// Throws kaizen::Error on bad pairs (as dpo_loss), beta <= 0 or a non-finite shift.
+[[nodiscard]] inline PreferenceLoss bco_pair_loss(const PairLogProbs& pairs, const BcoPairOptions& options = {}) {
+  detail::check_beta("bco_pair_loss", options.beta);
+  KAIZEN_CHECK(std::isfinite(options.shift), "bco_pair_loss: expected a finite shift, got ", options.shift);
+  detail::check_pairs("bco_pair_loss", pairs, /*needs_reference=*/true, /*needs_lengths=*/false);
+  const torch::Tensor rw = options.beta * (pairs.chosen - pairs.reference_chosen.detach());
+  const torch::Tensor rl = options.beta * (pairs.rejected - pairs.reference_rejected.detach());
+  const torch::Tensor per_pair = -torch::log_sigmoid(rw - options.shift) - torch::log_sigmoid(-(rl - options.shift));
+  return detail::paired_result(per_pair, rw, rl);
 }
 
 }  // namespace kaizen::preference

@@ -5,8 +5,9 @@
 // preferred response. Implicit rewards r = β·log π_θ(y).
 //
 // Reference: Xu et al. 2024, "Contrastive Preference Optimization" (arXiv 2401.08417). Defaults β = 0.1,
-// α = 1 (TRL's CPOConfig `cpo_alpha`). The NLL is length-normalised per pair and averaged over pairs (TRL
-// averages over all chosen tokens of the batch instead); the per-pair form keeps chunked sums exact.
+// α = 1 (TRL's CPOConfig `cpo_alpha`). The NLL is length-normalised per pair and averaged over pairs by
+// default; TRL 1.16 (trl.experimental.cpo) and Liger-Kernel 0.8.5 average over all chosen tokens of the batch:
+// CpoOptions::nll.normalisation = batch_tokens (preference_loss.hpp).
 #pragma once
 
 #include <cmath>
@@ -22,6 +23,7 @@ namespace kaizen::preference {
 struct CpoOptions {
   double beta = 0.1;   ///< > 0
   double alpha = 1.0;  ///< >= 0: weight of the chosen NLL term
+  NllOptions nll{};    ///< per-sequence (default) or batch token mean (TRL, Liger)
 };
 
 /// CPO loss over N pairs. Uses chosen/rejected log-prob sums and lengths [N]; reference log-probs are
@@ -34,7 +36,7 @@ struct CpoOptions {
   detail::check_pairs("cpo_loss", pairs, /*needs_reference=*/false, /*needs_lengths=*/true);
   const torch::Tensor chosen_rewards = options.beta * pairs.chosen;
   const torch::Tensor rejected_rewards = options.beta * pairs.rejected;
-  const torch::Tensor nll = detail::chosen_nll(pairs);
+  const torch::Tensor nll = detail::nll_term("cpo_loss", pairs.chosen, pairs.chosen_lengths, options.nll);
   const torch::Tensor per_pair = -torch::log_sigmoid(chosen_rewards - rejected_rewards) + options.alpha * nll;
   PreferenceLoss out = detail::paired_result(per_pair, chosen_rewards, rejected_rewards);
   out.metrics.nll = nll.detach().mean();

@@ -9,6 +9,11 @@
 // log-prob vectors to kto_kl_baseline. Implicit rewards β·r; accuracy counts desirable examples with
 // r > z0 and undesirable ones with r < z0.
 //
+// Variant apo_zero_unpaired (KtoOptions::loss = KtoVariant::apo_zero_unpaired): no KL baseline, and
+//   L = λ_D (1 − σ(β r)) if desirable,   λ_U σ(β r) if undesirable
+// (the unpaired form of APO-zero, D'Oosterlinck et al. 2024, arXiv 2408.06266; TRL 1.16 KTOConfig loss_type
+// "apo_zero_unpaired", which skips the KL pass). Call kto_loss without a baseline for it.
+//
 // Reference: Ethayarajh et al. 2024, "KTO: Model Alignment as Prospect Theoretic Optimization"
 // (arXiv 2402.01306). Defaults β = 0.1, λ_D = λ_U = 1; the paper keeps λ_D·n_D / (λ_U·n_U) in [1, 4/3].
 #pragma once
@@ -23,11 +28,15 @@
 
 namespace kaizen::preference {
 
+/// Which KTO loss: the paper's (with the KL baseline) or APO-zero on unpaired data.
+enum class KtoVariant : std::uint8_t { kto, apo_zero_unpaired };
+
 /// Options of kto_loss.
 struct KtoOptions {
   double beta = 0.1;               ///< > 0
   double desirable_weight = 1.0;   ///< λ_D > 0
   double undesirable_weight = 1.0; ///< λ_U > 0
+  KtoVariant loss = KtoVariant::kto;
 };
 
 /// z0 = max(0, mean(policy − reference)) over K mismatched (prompt, completion) pairs, detached: a 0-dim
@@ -59,10 +68,14 @@ struct KtoOptions {
   const double z0_value = kl_baseline.item<double>();
   KAIZEN_CHECK(z0_value >= 0.0 && std::isfinite(z0_value), "kto_loss: expected a KL baseline >= 0 and finite, got ",
                z0_value);
+  KAIZEN_CHECK(options.loss == KtoVariant::kto || z0_value == 0.0,
+               "kto_loss: apo_zero_unpaired has no KL baseline; expected 0 (or the overload without one), got ", z0_value);
   const torch::Tensor z0 = kl_baseline.detach().reshape({}).to(batch.policy.options());
   const torch::Tensor r = batch.policy - batch.reference.detach();
+  const bool apo = options.loss == KtoVariant::apo_zero_unpaired;
   const torch::Tensor desirable_loss = options.desirable_weight * (1.0 - torch::sigmoid(options.beta * (r - z0)));
-  const torch::Tensor undesirable_loss = options.undesirable_weight * (1.0 - torch::sigmoid(options.beta * (z0 - r)));
+  const torch::Tensor undesirable_loss =
+      options.undesirable_weight * (apo ? torch::sigmoid(options.beta * r) : 1.0 - torch::sigmoid(options.beta * (z0 - r)));
   const torch::Tensor per_example = torch::where(batch.desirable, desirable_loss, undesirable_loss);
   return detail::unpaired_result(per_example, options.beta * r, batch.desirable, z0);
 }
@@ -71,6 +84,14 @@ struct KtoOptions {
 [[nodiscard]] inline PreferenceLoss kto_loss(const UnpairedLogProbs& batch, double kl_baseline,
                                              const KtoOptions& options = {}) {
   return kto_loss(batch, torch::tensor(kl_baseline, torch::kFloat64), options);
+}
+
+/// kto_loss without a KL baseline: for KtoVariant::apo_zero_unpaired only (throws for the KL form,
+/// which needs z0 from kto_kl_baseline).
+[[nodiscard]] inline PreferenceLoss kto_loss(const UnpairedLogProbs& batch, const KtoOptions& options) {
+  KAIZEN_CHECK(options.loss == KtoVariant::apo_zero_unpaired,
+               "kto_loss: expected a KL baseline z0 for the kto variant (kto_kl_baseline), got none");
+  return kto_loss(batch, 0.0, options);
 }
 
 }  // namespace kaizen::preference

@@ -6,6 +6,12 @@
 // log(1 − p) is computed as log1mexp(mean log-prob) (stable near p → 0 and p → 1). Implicit rewards
 // r = λ·log π_θ(y)/|y| (TRL's logging convention).
 //
+// NLL term: per-pair length-normalised over the response (default), or (OrpoOptions::nll) the batch token
+// mean, and over prompt + response when `nll_chosen` / `nll_chosen_lengths` give those sums and counts.
+// TRL 1.16 (trl.experimental.orpo) takes the cross-entropy over prompt + response tokens of the whole batch
+// (batch_tokens with the prompt included); Liger-Kernel 0.8.5's fused ORPO over the response tokens of the
+// batch (batch_tokens).
+//
 // Reference: Hong, Lee, Thorne 2024, "ORPO: Monolithic Preference Optimization without Reference Model"
 // (arXiv 2403.07691). Default λ = 0.1 (TRL's ORPOConfig `beta`).
 #pragma once
@@ -24,6 +30,11 @@ namespace kaizen::preference {
 /// Options of orpo_loss.
 struct OrpoOptions {
   double lambda = 0.1;  ///< > 0: weight of the odds-ratio term
+  NllOptions nll{};     ///< per-sequence (default) or batch token mean (TRL, Liger)
+  /// Optional [N]: log π_θ summed over the tokens the NLL covers (e.g. prompt + response, as TRL), and their
+  /// counts; both undefined: the NLL uses `chosen` and `chosen_lengths`.
+  torch::Tensor nll_chosen = {};
+  torch::Tensor nll_chosen_lengths = {};
 };
 
 namespace detail {
@@ -46,7 +57,19 @@ namespace detail {
   KAIZEN_CHECK(non_negative == 0, "orpo_loss: expected mean log-probs < 0 (probability < 1), got ", non_negative,
                " value(s) >= 0");
   const torch::Tensor log_odds = (mean_w - mean_l) - (detail::log1mexp(mean_w) - detail::log1mexp(mean_l));
-  const torch::Tensor nll = -mean_w;
+  KAIZEN_CHECK(options.nll_chosen.defined() == options.nll_chosen_lengths.defined(),
+               "orpo_loss: expected both nll_chosen and nll_chosen_lengths, or neither");
+  if (options.nll_chosen.defined()) {
+    detail::check_vector_shape("orpo_loss", "nll_chosen", options.nll_chosen, pairs.chosen.size(0), pairs.chosen.device());
+    detail::check_vector_shape("orpo_loss", "nll_chosen_lengths", options.nll_chosen_lengths, pairs.chosen.size(0),
+                               pairs.chosen.device());
+    detail::check_values("orpo_loss", {{"nll_chosen", &options.nll_chosen},
+                                       {"nll_chosen_lengths", &options.nll_chosen_lengths, true}});
+  }
+  const torch::Tensor nll =
+      options.nll_chosen.defined()
+          ? detail::nll_term("orpo_loss", options.nll_chosen, options.nll_chosen_lengths, options.nll)
+          : detail::nll_term("orpo_loss", pairs.chosen, pairs.chosen_lengths, options.nll);
   const torch::Tensor per_pair = nll - options.lambda * torch::log_sigmoid(log_odds);
   PreferenceLoss out = detail::paired_result(per_pair, options.lambda * mean_w, options.lambda * mean_l);
   out.metrics.nll = nll.detach().mean();

@@ -39,6 +39,22 @@ struct UnpairedLogProbs {
   torch::Tensor desirable;  ///< [M] bool: true for a desirable (thumbs-up) example
 };
 
+/// How the NLL term of RPO, CPO and ORPO averages the chosen responses' token log-probs.
+///   per_sequence   NLL_i = −log π_θ(y_w,i) / |y_w,i|, L averages NLL_i over pairs (the papers' form)
+///   batch_tokens   NLL = −Σ_i log π_θ(y_w,i) / Σ_i |y_w,i|: one mean over every chosen token of the batch
+///                  (TRL 1.16: DPO "sft" term of RPO, CPO's and ORPO's cross-entropy; Liger-Kernel 0.8.5's
+///                  fused CPO/ORPO/DPO NLL). Long responses weigh more. per_example then holds
+///                  −log π_θ(y_w,i) · N / Σ_j |y_w,j|, whose mean is that NLL, so chunked sums stay exact only
+///                  when every chunk sees the whole batch's token count (pass it in `nll_tokens`).
+enum class NllNormalisation : std::uint8_t { per_sequence, batch_tokens };
+
+/// The NLL term of RPO, CPO and ORPO.
+struct NllOptions {
+  NllNormalisation normalisation = NllNormalisation::per_sequence;
+  /// batch_tokens only: Σ |y_w| over the whole batch (all chunks / ranks); 0 uses this call's own sum.
+  double nll_tokens = 0.0;
+};
+
 /// Summary metrics; 0-dim detached tensors (call .item<double>() to log). Undefined when not applicable.
 struct PreferenceMetrics {
   torch::Tensor chosen_reward;    ///< mean implicit reward of the chosen (desirable) examples
@@ -215,6 +231,19 @@ inline std::int64_t check_unpaired(const char* fn, const UnpairedLogProbs& u) {
 /// Length-normalised NLL of the chosen responses, per pair: −log π_θ(y_w|x) / |y_w|.
 [[nodiscard]] inline torch::Tensor chosen_nll(const PairLogProbs& p) {
   return -p.chosen / p.chosen_lengths.to(p.chosen.scalar_type());
+}
+
+/// The per-pair NLL term for `options` from chosen log-prob sums `logps` [N] and token counts `lengths`
+/// [N] (validated by the caller): per_sequence −logps/lengths; batch_tokens −logps·N/Σ lengths.
+[[nodiscard]] inline torch::Tensor nll_term(const char* fn, const torch::Tensor& logps, const torch::Tensor& lengths,
+                                            const NllOptions& options) {
+  const torch::Tensor len = lengths.to(logps.scalar_type());
+  if (options.normalisation == NllNormalisation::per_sequence) return -logps / len;
+  KAIZEN_CHECK(options.nll_tokens >= 0.0 && std::isfinite(options.nll_tokens), fn,
+               ": expected nll_tokens >= 0 (0: this batch's own count), got ", options.nll_tokens);
+  const torch::Tensor tokens = options.nll_tokens > 0.0 ? torch::full({}, options.nll_tokens, len.options())
+                                                        : len.sum();
+  return -logps * static_cast<double>(logps.size(0)) / tokens;
 }
 
 }  // namespace detail

@@ -5,8 +5,13 @@
 // The NLL term keeps the chosen likelihood from falling while the margin grows (a known DPO failure
 // on reasoning data). Implicit rewards as DPO.
 //
+// NLL normalisation (RpoOptions::nll, preference_loss.hpp): per_sequence (the paper, default) or
+// batch_tokens. TRL 1.16 has no `rpo_alpha` any more: RPO there is DPOConfig loss_type = ["sigmoid", "sft"]
+// with loss_weights = [1, α], whose "sft" term is the batch token mean: set nll.normalisation = batch_tokens
+// to reproduce it.
+//
 // Reference: Pang et al. 2024, "Iterative Reasoning Preference Optimization" (arXiv 2404.19733), which
-// uses α = 1 and a length-normalised NLL; TRL exposes it as DPOConfig `rpo_alpha`. Default β = 0.1.
+// uses α = 1 and a length-normalised NLL. Default β = 0.1.
 #pragma once
 
 #include <cmath>
@@ -23,6 +28,7 @@ namespace kaizen::preference {
 struct RpoOptions {
   double beta = 0.1;   ///< > 0
   double alpha = 1.0;  ///< >= 0: weight of the chosen NLL term (0 gives DPO)
+  NllOptions nll{};    ///< per-sequence (paper) or batch token mean (TRL)
 };
 
 /// RPO loss over N pairs. Needs policy and reference log-prob sums and the lengths [N]. Throws
@@ -34,7 +40,7 @@ struct RpoOptions {
                options.alpha);
   detail::check_pairs("rpo_loss", pairs, /*needs_reference=*/true, /*needs_lengths=*/true);
   const auto r = detail::log_ratios(pairs);
-  const torch::Tensor nll = detail::chosen_nll(pairs);
+  const torch::Tensor nll = detail::nll_term("rpo_loss", pairs.chosen, pairs.chosen_lengths, options.nll);
   const torch::Tensor per_pair = -torch::log_sigmoid(options.beta * r.h) + options.alpha * nll;
   PreferenceLoss out = detail::paired_result(per_pair, options.beta * r.chosen, options.beta * r.rejected);
   out.metrics.nll = nll.detach().mean();
