@@ -21,6 +21,7 @@
 
 #include <kaizen/core/rng.hpp>
 #include <kaizen/kernels/runtime.hpp>
+#include <kaizen/kernels/token_logprobs.hpp>
 #include <kaizen/policy_gradient/policy_loss.hpp>
 #include <kaizen/torch/ops.hpp>
 #include <kaizen/torch/ops/policy_objective.hpp>
@@ -112,6 +113,19 @@ int main(int argc, char** argv) {
             fwd_floor);
   table.row("kaizen token_logprobs fwd + entropy",
             measure([&] { (void)kaizen::ops::token_logprobs(logits, targets, {.with_entropy = true}); }), fwd_floor);
+  table.row("kaizen token_logprobs fwd, check_targets=false (no host sync)",
+            measure([&] { (void)kaizen::ops::token_logprobs(logits, targets, {.check_targets = false}); }), fwd_floor);
+  {
+    const auto f32 = logits.options().dtype(torch::kFloat32);
+    auto lp = torch::empty({n}, f32), lse = torch::empty({n}, f32);
+    table.row("kaizen kernels::token_logprobs_forward (kernel API, no allocation)", measure([&] {
+                kaizen::kernels::token_logprobs_forward(logits.data_ptr(), kaizen::kernels::DType::bf16,
+                                                        targets.data_ptr<std::int64_t>(), n, v, v, n, n * v, 1.0f,
+                                                        lp.data_ptr<float>(), lse.data_ptr<float>(), nullptr,
+                                                        c10::cuda::getCurrentCUDAStream().stream());
+              }),
+              fwd_floor);
+  }
   table.row("kaizen token_logprobs fwd, T=0.7",
             measure([&] { (void)kaizen::ops::token_logprobs(logits, targets, {.temperature = 0.7}); }), fwd_floor);
   {
@@ -159,6 +173,16 @@ int main(int argc, char** argv) {
                 }, 5),
                 floor3);
     }
+    {
+      weight.requires_grad_(false);
+      table.row("kaizen fused_linear_logprobs fwd+bwd, frozen lm_head (dW skipped; floor: 3 GEMMs)",
+                measure([&] {
+                  hidden.mutable_grad() = torch::Tensor();
+                  kaizen::ops::fused_linear_logprobs(hidden, weight, targets).logprobs.sum().backward();
+                }, 5),
+                floor3);
+      weight.requires_grad_(true);
+    }
     table.row("torch eager matmul+log_softmax+gather fwd+bwd (floor: 3 GEMMs)", measure([&] {
                 hidden.mutable_grad() = torch::Tensor();
                 weight.mutable_grad() = torch::Tensor();
@@ -184,6 +208,11 @@ int main(int argc, char** argv) {
     table.row("kaizen sample_tokens [128,V] T=0.7 min-p 0.05",
               measure([&] { (void)kaizen::ops::sample_tokens(dec, {.temperature = 0.7, .min_p = 0.05}, rng); }),
               read_floor);
+    table.row("kaizen sample_tokens [128,V] T=0.7 top-k 50 + top-p 0.9",
+              measure([&] { (void)kaizen::ops::sample_tokens(dec, {.temperature = 0.7, .top_k = 50, .top_p = 0.9}, rng); }),
+              read_floor);
+    table.row("kaizen sample_tokens [128,V] T=0.7 (no filter)",
+              measure([&] { (void)kaizen::ops::sample_tokens(dec, {.temperature = 0.7}, rng); }), read_floor);
     table.row("torch sort+cumsum+multinomial top-p 0.9 [128,V]", measure([&] {
                 const auto probs = torch::softmax(dec.to(torch::kFloat32) / 0.7, -1);
                 const auto [sorted, idx] = probs.sort(-1, /*descending=*/true);

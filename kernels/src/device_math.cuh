@@ -52,7 +52,7 @@ struct Online {
     m = m_new;
   }
   __device__ __forceinline__ void merge(const Online& o) {
-    if (o.m == -INFINITY) return;
+    if (o.m == -INFINITY && o.s == o.s) return;  // empty or all masked; a NaN s (all-NaN share) must flow
     const float m_new = fmaxf(m, o.m);
     rescale_to(m_new);
     const float c = exp2f(o.m - m_new);

@@ -25,12 +25,12 @@ std::vector<double> kept_probabilities(const torch::Tensor& row, const kaizen::S
   const auto probs = torch::softmax(z, -1).contiguous();
   std::vector<double> pr(probs.data_ptr<double>(), probs.data_ptr<double>() + probs.numel());
   const double pmax = *std::max_element(pr.begin(), pr.end());
+  // Order: top-k, top-p over the top-k survivors, min-p (lm::LogitTransform's order).
   std::vector<bool> keep(pr.size(), true);
-  for (std::size_t j = 0; j < pr.size(); ++j) keep[j] = pr[j] >= p.min_p * pmax;
   if (p.top_k > 0 && p.top_k < static_cast<std::int64_t>(pr.size())) {
     auto sorted = pr;
     std::sort(sorted.begin(), sorted.end(), std::greater<>());
-    for (std::size_t j = 0; j < pr.size(); ++j) keep[j] = keep[j] && pr[j] >= sorted[p.top_k - 1];
+    for (std::size_t j = 0; j < pr.size(); ++j) keep[j] = pr[j] >= sorted[p.top_k - 1];
   }
   double survivors = 0;
   for (std::size_t j = 0; j < pr.size(); ++j) survivors += keep[j] ? pr[j] : 0.0;
@@ -38,7 +38,7 @@ std::vector<double> kept_probabilities(const torch::Tensor& row, const kaizen::S
   for (std::size_t j = 0; j < pr.size(); ++j) {
     double above = 0;
     for (std::size_t i = 0; i < pr.size(); ++i) above += (keep[i] && pr[i] > pr[j]) ? pr[i] : 0.0;
-    const bool k = keep[j] && above < p.top_p * survivors;
+    const bool k = keep[j] && above < p.top_p * survivors && pr[j] >= p.min_p * pmax;
     out[j] = k ? pr[j] : 0.0;
   }
   const double kept = std::accumulate(out.begin(), out.end(), 0.0);
@@ -113,23 +113,96 @@ TEST_CASE("fused_linear_logprobs accepts batch-time-hidden input and rejects bad
                     Catch::StartsWith("ops::fused_linear_logprobs: expected a finite temperature > 0, got 0"));
 }
 
-TEST_CASE("top_p_threshold keeps exactly the tokens whose strictly-larger mass is below the target",
+TEST_CASE("sample_tokens never draws a masked or NaN logit, and a row with none finite gives id 0 and NaN",
           "[ops][sample_tokens]") {
-  kaizen::Rng rng(17);
-  for (int trial = 0; trial < 200; ++trial) {
-    const std::size_t n = 1 + kaizen::uniform_index(rng, 40);
-    std::vector<float> vals(n);
-    for (auto& v : vals) v = static_cast<float>(1 + kaizen::uniform_index(rng, 8)) / 8.0f;  // many ties
-    const double total = std::accumulate(vals.begin(), vals.end(), 0.0);
-    const double target = (0.05 + 0.9 * kaizen::uniform01(rng)) * total;
-    auto work = vals;
-    const float tau = kaizen::ops::detail::top_p_threshold(work, target);
-    for (const float v : vals) {
-      double above = 0;
-      for (const float w : vals) above += w > v ? w : 0.0;
-      CHECK((v >= tau) == (above < target));
+  torch::manual_seed(21);
+  const std::int64_t v = 257;
+  auto row = torch::randn({v}) * 2;
+  row.narrow(0, 0, 100).fill_(-std::numeric_limits<float>::infinity());
+  row[v - 1] = -std::numeric_limits<float>::infinity();  // the last token masked: the old fallback's pick
+  row[150] = std::numeric_limits<float>::quiet_NaN();
+  const std::int64_t draws = 20000;
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    const auto logits = row.to(dtype).unsqueeze(0).expand({draws, v}).contiguous();
+    for (const auto& params : {kaizen::SamplingParams{.temperature = 1.0}, kaizen::SamplingParams{.top_p = 0.999},
+                               kaizen::SamplingParams{.top_k = 200}}) {
+      kaizen::Rng rng(31);
+      const auto out = kaizen::ops::sample_tokens(logits, params, rng);
+      const auto ids = out.ids;
+      CHECK((ids < 100).sum().item<std::int64_t>() == 0);
+      CHECK((ids == v - 1).sum().item<std::int64_t>() == 0);
+      CHECK((ids == 150).sum().item<std::int64_t>() == 0);
+      CHECK(torch::isfinite(out.sampling_logprobs).all().item<bool>());
     }
   }
+  auto dead = torch::full({3, 9}, -std::numeric_limits<float>::infinity());
+  dead[1].fill_(std::numeric_limits<float>::quiet_NaN());
+  dead[2][4] = 1.0f;
+  kaizen::Rng rng(2);
+  const auto out = kaizen::ops::sample_tokens(dead, {}, rng);
+  CHECK(out.ids[0].item<std::int64_t>() == 0);
+  CHECK(out.ids[1].item<std::int64_t>() == 0);
+  CHECK(out.ids[2].item<std::int64_t>() == 4);
+  CHECK(std::isnan(out.sampling_logprobs[0].item<float>()));
+  CHECK(std::isnan(out.tempered_logprobs[1].item<float>()));
+  CHECK(out.sampling_logprobs[2].item<float>() == 0.0f);
+}
+
+TEST_CASE("fused_linear_logprobs skips the GEMMs of inputs that need no gradient, bf16 and temperature",
+          "[ops][fused_linear]") {
+  torch::manual_seed(41);
+  const auto hidden = torch::randn({70, 48});
+  const auto weight = torch::randn({1100, 48}) * 0.3;
+  const auto targets = torch::randint(0, 1100, {70}, torch::kInt64);
+  const kaizen::ops::TokenLogprobOptions opts{.temperature = 0.8, .with_entropy = true, .chunk_size = 16};
+  const auto run = [&](bool grad_h, bool grad_w, torch::ScalarType dtype) {
+    auto h = hidden.to(dtype).clone().requires_grad_(grad_h);  // a fresh leaf each run (to() may return self)
+    auto w = weight.to(dtype).clone().requires_grad_(grad_w);
+    const auto out = kaizen::ops::fused_linear_logprobs(h, w, targets, opts);
+    (out.logprobs.sum() + 0.3 * out.entropy.sum()).backward();
+    return std::make_pair(h.grad(), w.grad());
+  };
+  // float64 reference through autograd of log_softmax.
+  auto h64 = hidden.to(torch::kFloat64).requires_grad_(true);
+  auto w64 = weight.to(torch::kFloat64).requires_grad_(true);
+  const auto lp = torch::log_softmax(torch::mm(h64, w64.t()) / 0.8, -1);
+  const auto ent = -(lp.exp() * lp).sum(-1);
+  (lp.gather(-1, targets.unsqueeze(-1)).sum() + 0.3 * ent.sum()).backward();
+  const auto [gh, gw] = run(true, true, torch::kFloat32);
+  CHECK(max_abs_diff(gh, h64.grad()) < 1e-4);
+  CHECK(max_abs_diff(gw, w64.grad()) < 1e-4);
+  const auto [gh_only, gw_none] = run(true, false, torch::kFloat32);
+  CHECK(!gw_none.defined());
+  CHECK(max_abs_diff(gh_only, gh) == 0.0);
+  const auto [gh_none, gw_only] = run(false, true, torch::kFloat32);
+  CHECK(!gh_none.defined());
+  CHECK(max_abs_diff(gw_only, gw) == 0.0);
+  // bfloat16: the weight gradient is one GEMM per vocabulary slice (rounded once), the hidden gradient
+  // accumulates in fp32: both within a few bf16 ulps of the float64 gradient of the bf16 inputs.
+  auto hb = hidden.to(torch::kBFloat16).to(torch::kFloat64).requires_grad_(true);
+  auto wb = weight.to(torch::kBFloat16).to(torch::kFloat64).requires_grad_(true);
+  const auto lpb = torch::log_softmax(torch::mm(hb, wb.t()) / 0.8, -1);
+  const auto entb = -(lpb.exp() * lpb).sum(-1);
+  (lpb.gather(-1, targets.unsqueeze(-1)).sum() + 0.3 * entb.sum()).backward();
+  const auto [ghb, gwb] = run(true, true, torch::kBFloat16);
+  const double scale_h = hb.grad().abs().max().item<double>();
+  const double scale_w = wb.grad().abs().max().item<double>();
+  CHECK(max_abs_diff(ghb, hb.grad()) < 0.03 * scale_h);
+  CHECK(max_abs_diff(gwb, wb.grad()) < 0.03 * scale_w);
+}
+
+TEST_CASE("token_logprobs in-place backward bumps the logits' version, so a node that saved them raises",
+          "[ops][token_logprobs]") {
+  torch::manual_seed(3);
+  auto x = torch::randn({4, 33}).requires_grad_(true);
+  const auto targets = torch::randint(0, 33, {4}, torch::kInt64);
+  const auto logits = x.exp();  // exp's backward reads its own result
+  const auto out = kaizen::ops::token_logprobs(logits, targets, {.inplace_backward = true});
+  CHECK_THROWS_WITH(out.logprobs.sum().backward(), Catch::Contains("modified by an inplace operation"));
+  // Out of place it is fine.
+  auto y = torch::randn({4, 33}).requires_grad_(true);
+  kaizen::ops::token_logprobs(y.exp(), targets).logprobs.sum().backward();
+  CHECK(y.grad().defined());
 }
 
 TEST_CASE("sample_tokens draws only kept tokens, with the filtered frequencies and both log-probs",
@@ -201,6 +274,9 @@ TEST_CASE("sample_tokens is deterministic per seed, greedy at top_k 1, and check
                     Catch::StartsWith("ops::sample_tokens: expected logits of dtype float32, float64, bfloat16 or float16, got Long"));
   CHECK_THROWS_WITH(kaizen::ops::sample_tokens(torch::zeros({2, 0}), {}, a),
                     Catch::StartsWith("ops::sample_tokens: expected a vocabulary of at least 1"));
+  CHECK_THROWS_WITH(kaizen::ops::sample_tokens(torch::zeros({(1 << 23) + 1}), {}, a),
+                    Catch::StartsWith("ops::sample_tokens: expected a vocabulary of at most 2^23 tokens (fixed-point "
+                                      "masses), got logits of shape [8388609]"));
 }
 
 TEST_CASE("group_stats equals per-group torch mean and std, and checks its groups", "[ops][group_stats]") {

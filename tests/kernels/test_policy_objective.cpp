@@ -214,11 +214,11 @@ TEST_CASE("fused policy objective matches the reference-doc oracles", "[kernels]
   CHECK(l1 == Approx(-1.2));
   CHECK(g1 == 0.0);
   CHECK(one_token(pg::Objective<pg::TokenRatio, pg::SymmetricClip>{}, 1.1, 2.0).second == Approx(-2.2));
-  // Dual clip: A = −1, ρ = 5, c = 3 ⇒ loss 3, no gradient; CISPO keeps the gradient ŵA = 1.28.
+  // Dual clip: A = −1, ρ = 5, c = 3 ⇒ loss 3, no gradient; CISPO (cap 1.28 here) keeps the gradient ŵA = 1.28.
   const auto [l2, g2] = one_token(pg::DualClipPpoObjective{}, 5.0, -1.0);
   CHECK(l2 == Approx(3.0));
   CHECK(g2 == 0.0);
-  CHECK(one_token(pg::CispoObjective{}, 1.5, 1.0).second == Approx(-1.28));
+  CHECK(one_token(pg::CispoObjective{.clip = {.epsilon_high = 0.28}}, 1.5, 1.0).second == Approx(-1.28));
   // GSPO: log-ratios 0.2, 0, −0.2 give a sequence ratio of 1.
   const auto lp = torch::tensor({0.2, 0.0, -0.2}, opts).view({1, 3});
   const auto gspo = ops::policy_objective(lp, torch::zeros({1, 3}, opts), {}, torch::ones({1}, opts),

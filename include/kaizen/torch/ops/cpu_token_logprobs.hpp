@@ -51,6 +51,17 @@ template <bool WithEntropy, class T>
 template <bool WithEntropy, class T>
 inline void backward_row(const T* x, std::int64_t v, std::int64_t y, acc_t<T> inv_t, acc_t<T> lse, acc_t<T> entropy,
                          acc_t<T> g_lp, acc_t<T> g_h, T* g, [[maybe_unused]] CpuIsa isa) noexcept {
+  if (y < 0 || y >= v) {  // no target in this row (a vocabulary slice of fused_linear_logprobs): no δ term
+    using A = acc_t<T>;
+    const A x0 = static_cast<A>(x[0]);  // read before an in-place write overwrites it
+    backward_row<WithEntropy>(x, v, std::int64_t{0}, inv_t, lse, entropy, g_lp, g_h, g, isa);
+    const A d = clamp_low(x0 * inv_t - lse, kMinExponent<A>);
+    const A p = exp_acc(d);
+    A grad = -g_lp * p;
+    if constexpr (WithEntropy) grad -= g_h * p * (d + entropy);
+    g[0] = static_cast<T>(grad * inv_t);
+    return;
+  }
 #if KAIZEN_CPU_X86_AVX2
   if constexpr (kAvx2Rows<T>) {
     if (isa == CpuIsa::avx2) {

@@ -39,6 +39,7 @@
 #include <kaizen/torch/ops/cpu_parallel.hpp>
 
 #if KAIZEN_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include <kaizen/kernels/policy_objective.hpp>
@@ -268,6 +269,7 @@ template <class Ratio, class Clip, class Kl, class Aggregate>
   std::vector<double> totals(pgd::kRowStatCount, 0.0);
 #if KAIZEN_WITH_CUDA
   if (lp.is_cuda()) {
+    const c10::cuda::CUDAGuard guard(lp.device());  // launch on the tensors' device, not the current one
     const auto stats_opts = lp.options().dtype(torch::kFloat64);
     torch::Tensor row_stats = torch::empty({rows, pgd::kRowStatCount}, stats_opts);
     torch::Tensor device_totals = torch::empty({pgd::kRowStatCount}, stats_opts);

@@ -19,20 +19,29 @@
 
 namespace kaizen::kernels {
 
-/// Forward. logits: device [n, v] rows of `dtype` with row stride `row_stride` (≥ v; the start of
-/// each row must be 16-byte aligned for the vector path, otherwise a scalar path is taken);
-/// targets: device int64 [n] in [0, v) (not checked here: ops.hpp checks); logprobs, lse: device
+/// Forward. logits: device rows of `dtype`, row r starting at (r / inner_rows)·outer_stride +
+/// (r % inner_rows)·row_stride elements (row_stride ≥ v; a [B, T, V] tensor sliced on T, e.g.
+/// logits[:, :-1, :], is read in place with inner_rows = T − 1, outer_stride = its stride(0); plain
+/// [n, v] rows: inner_rows = n); a row not 16-byte aligned takes a scalar head;
+/// targets: device int64 [n] in [0, v) (not checked here: ops.hpp checks; an out-of-range id gives a
+/// NaN log-prob and no out-of-bounds read); logprobs, lse: device
 /// float [n]; entropy: device float [n] or nullptr. `stream` is a cudaStream_t (nullptr = default).
-/// Throws kaizen::Error when n < 0, v < 1 or the launch fails.
+/// NaN logits propagate: a row holding one gives NaN log-prob, lse and entropy (as on the CPU); a row of
+/// −inf only gives NaN log-prob and entropy. Without entropy the kernel skips the tilt sum (a separate
+/// instantiation). Throws kaizen::Error when n ∉ [0, 2^31), v ∉ [1, 2^31), row_stride < v, inner_rows < 1,
+/// an outer stride that overlaps rows, or a failed launch.
 void token_logprobs_forward(const void* logits, DType dtype, const std::int64_t* targets, std::int64_t n,
-                            std::int64_t v, std::int64_t row_stride, float inv_temperature, float* logprobs,
-                            float* lse, float* entropy, void* stream);
+                            std::int64_t v, std::int64_t row_stride, std::int64_t inner_rows,
+                            std::int64_t outer_stride, float inv_temperature, float* logprobs, float* lse,
+                            float* entropy, void* stream);
 
 /// Backward. grad_logprobs / grad_entropy: device float [n] or nullptr (nullptr = zero); entropy must be
 /// non-null when grad_entropy is. grad_logits: device [n, v] of `dtype`, dense rows (stride v), may be
-/// the logits buffer itself (then row_stride must be v). Throws kaizen::Error on bad sizes or launch failure.
+/// the logits buffer itself (then the rows must be dense: row_stride == v, or n ≤ 1). Logits are read
+/// with the forward's layout. Throws kaizen::Error on bad sizes or launch failure.
 void token_logprobs_backward(const void* logits, DType dtype, const std::int64_t* targets, std::int64_t n,
-                             std::int64_t v, std::int64_t row_stride, float inv_temperature, const float* lse,
+                             std::int64_t v, std::int64_t row_stride, std::int64_t inner_rows,
+                             std::int64_t outer_stride, float inv_temperature, const float* lse,
                              const float* entropy, const float* grad_logprobs, const float* grad_entropy,
                              void* grad_logits, void* stream);
 
