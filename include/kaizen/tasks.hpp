@@ -3,5 +3,6 @@
 
 #include <kaizen/tasks/arithmetic.hpp>
 #include <kaizen/tasks/countdown.hpp>
+#include <kaizen/tasks/mixture.hpp>
 #include <kaizen/tasks/problem.hpp>
 #include <kaizen/tasks/tokenizer.hpp>

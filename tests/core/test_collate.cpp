@@ -134,3 +134,73 @@ TEST_CASE("collate rejects bad input with the offending values", "[core][collate
                       Catch::StartsWith("collate: group_size must be > 0, got 0"));
   }
 }
+
+// Information masking (SSRL): tokens of each <information> ... </information> block leave completion_mask.
+// Tags here: open = {20, 21}, close = {22, 23}; other ids are content.
+TEST_CASE("collate information masking removes exactly the tagged blocks from the completion mask",
+          "[core][collate]") {
+  const std::vector<TokenId> open{20, 21}, close{22, 23};
+  // completion: 5 | 20 21 | 7 8 9 | 22 23 | 6   (k = 3 tokens between the tags)
+  std::vector<Rollout> r = {{.prompt = {2, 3}, .completion = {.tokens = {5, 20, 21, 7, 8, 9, 22, 23, 6}}, .reward = 1.0,
+                             .group = 0}};
+  SECTION("tags included: 3 + 4 tag tokens masked") {
+    const TokenBatch b = collate(r, {.masked_spans = {TagSpan{.open = open, .close = close}}});
+    CHECK(row(b.completion_mask, 0) == std::vector<std::int64_t>{0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1});
+    CHECK(b.completion_mask.sum().item<std::int64_t>() == 9 - 7);
+    CHECK(values(b.completion_lengths) == std::vector<std::int64_t>{9});  // lengths unchanged
+    CHECK(row(b.attention_mask, 0) == std::vector<std::int64_t>(11, 1));
+  }
+  SECTION("tags excluded: exactly k = 3 tokens masked") {
+    const TokenBatch b = collate(r, {.masked_spans = {TagSpan{.open = open, .close = close, .include_tags = false}}});
+    CHECK(row(b.completion_mask, 0) == std::vector<std::int64_t>{0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1});
+    CHECK(b.completion_mask.sum().item<std::int64_t>() == 9 - 3);
+  }
+  SECTION("no option: the whole completion is trained on") {
+    CHECK(collate(r).completion_mask.sum().item<std::int64_t>() == 9);
+  }
+  SECTION("left padding shifts the mask with the tokens") {
+    r.push_back({.prompt = {2}, .completion = {.tokens = {4}}, .reward = 0.0, .group = 0});
+    const TokenBatch b = collate(r, {.padding = Padding::left,
+                                     .masked_spans = {TagSpan{.open = open, .close = close, .include_tags = false}}});
+    CHECK(row(b.completion_mask, 0) == std::vector<std::int64_t>{0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1});
+    CHECK(row(b.completion_mask, 1) == std::vector<std::int64_t>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1});
+  }
+}
+
+TEST_CASE("information_mask: several blocks, unclosed block, tags in the prompt, several pairs", "[core][collate]") {
+  const TagSpan info{.open = {20}, .close = {22}};
+  const TagSpan inner{.open = {20}, .close = {22}, .include_tags = false};
+  auto masked = [](const std::vector<bool>& keep) {
+    std::vector<int> out;
+    for (bool k : keep) out.push_back(k ? 1 : 0);
+    return out;
+  };
+  const std::vector<TokenId> two_blocks{1, 20, 5, 22, 2, 20, 6, 7, 22, 3};
+  CHECK(masked(information_mask(two_blocks, std::vector<TagSpan>{info})) == std::vector<int>{1, 0, 0, 0, 1, 0, 0, 0, 0, 1});
+  CHECK(masked(information_mask(two_blocks, std::vector<TagSpan>{inner})) == std::vector<int>{1, 1, 0, 1, 1, 1, 0, 0, 1, 1});
+  // an open tag with no close masks to the end
+  const std::vector<TokenId> unclosed{1, 20, 5, 6};
+  CHECK(masked(information_mask(unclosed, std::vector<TagSpan>{info})) == std::vector<int>{1, 0, 0, 0});
+  CHECK(masked(information_mask(unclosed, std::vector<TagSpan>{inner})) == std::vector<int>{1, 1, 0, 0});
+  // a close with no open before it masks nothing; a second open inside a block is content
+  const std::vector<TokenId> stray{22, 1, 20, 20, 5, 22, 22};
+  CHECK(masked(information_mask(stray, std::vector<TagSpan>{info})) == std::vector<int>{1, 1, 0, 0, 0, 0, 1});
+  // two pairs combine
+  const TagSpan other{.open = {30}, .close = {31}};
+  const std::vector<TokenId> mixed{30, 4, 31, 20, 5, 22, 9};
+  CHECK(masked(information_mask(mixed, std::vector<TagSpan>{info, other})) == std::vector<int>{0, 0, 0, 0, 0, 0, 1});
+  // tags in the prompt do not open a block in the completion
+  std::vector<Rollout> r = {{.prompt = {20, 3}, .completion = {.tokens = {5, 22, 6}}, .reward = 0.0, .group = 0}};
+  CHECK(collate(r, {.masked_spans = {info}}).completion_mask.sum().item<std::int64_t>() == 3);
+}
+
+TEST_CASE("collate information masking rejects empty tags with the values", "[core][collate]") {
+  const auto rollouts = two_rollouts();
+  CHECK_THROWS_WITH(collate(rollouts, {.masked_spans = {TagSpan{.open = {}, .close = {22}}}}),
+                    Catch::StartsWith("collate: masked_spans[0] has an empty open tag (0 open tokens, 1 close tokens)"));
+  CHECK_THROWS_WITH(collate(rollouts, {.masked_spans = {TagSpan{.open = {1}, .close = {2}}, TagSpan{.open = {3}, .close = {}}}}),
+                    Catch::StartsWith("collate: masked_spans[1] has an empty close tag (1 open tokens, 0 close tokens)"));
+  const std::vector<TokenId> tokens{1, 2};
+  CHECK_THROWS_WITH(information_mask(tokens, std::vector<TagSpan>{TagSpan{}}),
+                    Catch::StartsWith("collate: masked_spans[0] has an empty open tag"));
+}

@@ -1,10 +1,29 @@
 // kaizen/core/collate.hpp - rollouts -> TokenBatch (padded tensors and masks), with the input checks
 // that keep ragged or out-of-range data from turning into a silently wrong loss.
+//
+// Information masking (SSRL, Fan et al. 2025, arXiv 2508.10874): CollateOptions::masked_spans lists
+// tag pairs given as token-id sequences (e.g. the tokens of "<information>" and "</information>").
+// In every completion, each block `open ... close` (searched left to right, non-overlapping, the
+// first `close` after its `open`) is taken out of completion_mask, so the policy-gradient loss never
+// trains the model to write those tokens (in SSRL, the text the policy "retrieves" for itself) while
+// they still condition the tokens after them. Rules, per completion:
+//   - include_tags = true (default): the open and close tags' tokens are masked too; false: only the
+//     tokens strictly between them.
+//   - an `open` with no `close` after it masks to the end of the completion.
+//   - tags are matched on the completion's tokens only (never across the prompt boundary).
+//   - several TagSpans: each is applied on its own; the masks are combined (a token is masked when
+//     any pair covers it).
+// A block of k tokens between the tags (include_tags = false) therefore removes exactly k tokens.
+// prompt_mask, attention_mask, old_logprobs and completion_lengths are unchanged. Text-level spans
+// (byte offsets) are in reward/format.hpp (tag_spans, span_token_mask).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include <torch/types.h>
@@ -15,25 +34,72 @@
 
 namespace kaizen {
 
+/// A pair of tags as token-id sequences; the tokens of each block between them leave the completion
+/// mask (information masking, see the file comment).
+struct TagSpan {
+  std::vector<TokenId> open;   ///< non-empty
+  std::vector<TokenId> close;  ///< non-empty
+  bool include_tags = true;    ///< mask the tags' own tokens too
+};
+
 struct CollateOptions {
   TokenId pad_id = 0;               ///< written where attention_mask is false
   std::int64_t vocab_size = 0;      ///< > 0: every token id must lie in [0, vocab_size); 0: only >= 0
   Padding padding = Padding::right;
   std::int64_t max_length = 0;      ///< > 0: a longer prompt + completion is an error; 0: no limit
   torch::Device device = torch::kCPU;
+  std::vector<TagSpan> masked_spans{};  ///< information masking: blocks excluded from completion_mask
 };
+
+/// For one completion: keep[t] = false when token t lies in a block of one of `spans` (rules in the
+/// file comment), true otherwise. Throws kaizen::Error when a TagSpan has an empty open or close tag.
+[[nodiscard]] inline std::vector<bool> information_mask(std::span<const TokenId> tokens,
+                                                        std::span<const TagSpan> spans) {
+  std::vector<bool> keep(tokens.size(), true);
+  auto find = [&](const std::vector<TokenId>& needle, std::size_t from) {
+    if (needle.size() > tokens.size()) return tokens.size();
+    for (std::size_t at = from; at + needle.size() <= tokens.size(); ++at)
+      if (std::equal(needle.begin(), needle.end(), tokens.begin() + static_cast<std::ptrdiff_t>(at))) return at;
+    return tokens.size();
+  };
+  for (std::size_t k = 0; k < spans.size(); ++k) {
+    const TagSpan& s = spans[k];
+    KAIZEN_CHECK(!s.open.empty() && !s.close.empty(), "collate: masked_spans[", k, "] has an empty ",
+                 s.open.empty() ? "open" : "close", " tag (", s.open.size(), " open tokens, ", s.close.size(),
+                 " close tokens); both must be non-empty token sequences");
+    std::size_t pos = 0;
+    while (pos < tokens.size()) {
+      const std::size_t at = find(s.open, pos);
+      if (at >= tokens.size()) break;
+      const std::size_t body = at + s.open.size();
+      const std::size_t close = find(s.close, body);
+      const std::size_t begin = s.include_tags ? at : body;
+      const std::size_t end = close >= tokens.size() ? tokens.size() : (s.include_tags ? close + s.close.size() : close);
+      for (std::size_t t = begin; t < end; ++t) keep[t] = false;
+      if (close >= tokens.size()) break;
+      pos = close + s.close.size();
+    }
+  }
+  return keep;
+}
 
 /// Pads `rollouts` into a TokenBatch (see token_batch.hpp for the layout).
 /// Throws kaizen::Error, naming the rollout and the values, for: no rollouts; an empty prompt or
 /// completion; log-probs whose count differs from the completion's tokens, or present on some
 /// rollouts and absent on others (ragged); a token id outside [0, vocab_size); a non-finite
-/// log-prob or reward; a sequence longer than max_length; pad_id outside the vocabulary.
+/// log-prob or reward; a sequence longer than max_length; pad_id outside the vocabulary; a
+/// masked_spans entry with an empty tag.
 [[nodiscard]] inline TokenBatch collate(std::span<const Rollout> rollouts, const CollateOptions& options = {}) {
   KAIZEN_CHECK(!rollouts.empty(), "collate: expected at least one rollout, got an empty batch");
   KAIZEN_CHECK(options.vocab_size >= 0, "collate: vocab_size must be >= 0 (0 = unchecked), got ",
                options.vocab_size);
   KAIZEN_CHECK(options.pad_id >= 0 && (options.vocab_size == 0 || options.pad_id < options.vocab_size),
                "collate: pad_id ", options.pad_id, " is outside the vocabulary [0, ", options.vocab_size, ")");
+  for (std::size_t k = 0; k < options.masked_spans.size(); ++k)
+    KAIZEN_CHECK(!options.masked_spans[k].open.empty() && !options.masked_spans[k].close.empty(), "collate: masked_spans[",
+                 k, "] has an empty ", options.masked_spans[k].open.empty() ? "open" : "close", " tag (",
+                 options.masked_spans[k].open.size(), " open tokens, ", options.masked_spans[k].close.size(),
+                 " close tokens); both must be non-empty token sequences");
   const auto batch = static_cast<std::int64_t>(rollouts.size());
   const bool with_logprobs = !rollouts.front().completion.logprobs.empty();
 
@@ -104,6 +170,9 @@ struct CollateOptions {
     const auto np = static_cast<std::int64_t>(r.prompt.size());
     const auto nc = static_cast<std::int64_t>(r.completion.tokens.size());
     const std::int64_t start = options.padding == Padding::left ? length - np - nc : 0;
+    const std::vector<bool> keep = options.masked_spans.empty()
+                                       ? std::vector<bool>()
+                                       : information_mask(r.completion.tokens, options.masked_spans);
     for (std::int64_t t = 0; t < np + nc; ++t) {
       const std::int64_t col = start + t;
       const bool in_prompt = t < np;
@@ -111,7 +180,7 @@ struct CollateOptions {
                               : r.completion.tokens[static_cast<std::size_t>(t - np)];
       attention[b][col] = true;
       prompt_mask[b][col] = in_prompt;
-      completion_mask[b][col] = !in_prompt;
+      completion_mask[b][col] = !in_prompt && (keep.empty() || keep[static_cast<std::size_t>(t - np)]);
       positions[b][col] = t;
     }
     if (with_logprobs) {

@@ -19,6 +19,13 @@
 // `weight` multiplies the term. apply_length_reward adds weight * t_i to a Group's rewards, with
 // correct = (reward > correct_threshold) and L_i = completion.tokens.size().
 //
+// GroupLengthReward<R> is the same term as a reward combinator for the GRPO loop: it wraps any
+// OutcomeReward R (the accuracy reward), is itself a batched OutcomeReward, and scores a batch laid
+// out as the loop lays it out, `group_size` consecutive completions per prompt
+// (completions[p * G + i] answers prompts[p * G + i] == prompts[p * G]):
+//   r_i = base(x, y_i) + weight * t_i(group of y_i)
+// so `loop::grpo(policy, sampler, length_reward, ...)` trains with the efficiency reward unchanged.
+//
 // The seed paper (Self-Rewarded Efficiency RL, arXiv 2506.15647) does not publish its exact form;
 // these are the verified forms of the same family (see reference/algorithms.md section 14).
 #pragma once
@@ -26,11 +33,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <vector>
 
 #include <kaizen/core/error.hpp>
+#include <kaizen/core/reward.hpp>
 #include <kaizen/core/types.hpp>
 
 namespace kaizen::reward {
@@ -129,5 +138,72 @@ inline void apply_length_reward(Group& group, const LengthRewardOptions& options
   const std::vector<double> t = length_terms(lengths, std::span<const bool>(correct.get(), n), options);
   for (std::size_t i = 0; i < t.size(); ++i) group.rewards[i] += options.weight * t[i];
 }
+
+/// The group-relative length term as a reward combinator (see the header comment): wraps the accuracy
+/// reward `base` (kept by pointer; it must outlive this object) and adds weight * t_i per group of
+/// `group_size` consecutive samples. `correct` = base reward > correct_threshold.
+/// After each call, last_accuracy_mean() / last_term_mean() report the batch's accuracy reward and
+/// length-term means (for metrics).
+/// Throws kaizen::Error on: group_size < 1; invalid options; a batch whose size is not a multiple of
+/// group_size; a group whose prompts differ (the batch is not grouped as the loop groups it); and for
+/// everything kaizen::score rejects (non-finite base rewards, a wrong count).
+template <OutcomeReward R>
+class GroupLengthReward {
+ public:
+  GroupLengthReward(R& base, std::int64_t group_size, LengthRewardOptions options = {},
+                    double correct_threshold = 0.5)
+      : base_(&base), group_size_(group_size), options_(options), threshold_(correct_threshold) {
+    KAIZEN_CHECK(group_size_ >= 1, "GroupLengthReward: group_size must be >= 1, got ", group_size_);
+    KAIZEN_CHECK(std::isfinite(threshold_), "GroupLengthReward: correct_threshold must be finite, got ", threshold_);
+    validate(options_);
+  }
+
+  [[nodiscard]] std::vector<double> operator()(std::span<const Prompt> prompts, std::span<const Completion> completions) {
+    const auto G = static_cast<std::size_t>(group_size_);
+    KAIZEN_CHECK(prompts.size() == completions.size(), "GroupLengthReward: ", prompts.size(), " prompts but ",
+                 completions.size(), " completions");
+    KAIZEN_CHECK(completions.size() % G == 0, "GroupLengthReward: ", completions.size(),
+                 " completions is not a multiple of group_size ", group_size_);
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+      const Prompt& first = prompts[i - i % G];
+      KAIZEN_CHECK(prompts[i].tokens == first.tokens && prompts[i].text == first.text, "GroupLengthReward: prompt ", i,
+                   " differs from prompt ", i - i % G, " of its group (expected ", group_size_,
+                   " consecutive samples of one prompt per group)");
+    }
+    std::vector<double> rewards = score(*base_, prompts, completions);
+    double acc_sum = 0.0, term_sum = 0.0;
+    std::vector<double> lengths(G);
+    const std::unique_ptr<bool[]> correct(new bool[G]);  // std::vector<bool> is not contiguous
+    for (std::size_t start = 0; start < rewards.size(); start += G) {
+      for (std::size_t i = 0; i < G; ++i) {
+        lengths[i] = static_cast<double>(completions[start + i].tokens.size());
+        correct[i] = rewards[start + i] > threshold_;
+        acc_sum += rewards[start + i];
+      }
+      const std::vector<double> t = length_terms(lengths, std::span<const bool>(correct.get(), G), options_);
+      for (std::size_t i = 0; i < G; ++i) {
+        rewards[start + i] += options_.weight * t[i];
+        term_sum += options_.weight * t[i];
+      }
+    }
+    const double n = rewards.empty() ? 1.0 : static_cast<double>(rewards.size());
+    last_accuracy_mean_ = acc_sum / n;
+    last_term_mean_ = term_sum / n;
+    return rewards;
+  }
+
+  [[nodiscard]] std::int64_t group_size() const { return group_size_; }
+  [[nodiscard]] const LengthRewardOptions& options() const { return options_; }
+  [[nodiscard]] double last_accuracy_mean() const { return last_accuracy_mean_; }
+  [[nodiscard]] double last_term_mean() const { return last_term_mean_; }
+
+ private:
+  R* base_;
+  std::int64_t group_size_;
+  LengthRewardOptions options_;
+  double threshold_;
+  double last_accuracy_mean_ = 0.0;
+  double last_term_mean_ = 0.0;
+};
 
 }  // namespace kaizen::reward
