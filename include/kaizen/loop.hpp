@@ -1,8 +1,23 @@
-// kaizen/loop.hpp - umbrella header: training loops (GRPO, SFT warm start), evaluation, checkpoints.
+// kaizen/loop.hpp - umbrella header: the loop stages (prompts, rollout, batch, optimizer, update, snapshot,
+// checkpoint, metrics), the loops built from them (GRPO, SFT warm start, rejection-sampling fine-tuning:
+// ReST-EM, STaR, B-STaR), and evaluation.
 #pragma once
 
+#include <kaizen/loop/balance.hpp>
+#include <kaizen/loop/batch.hpp>
+#include <kaizen/loop/bstar.hpp>
 #include <kaizen/loop/checkpoint.hpp>
 #include <kaizen/loop/evaluate.hpp>
 #include <kaizen/loop/grpo.hpp>
 #include <kaizen/loop/metrics.hpp>
+#include <kaizen/loop/optimizer.hpp>
+#include <kaizen/loop/prompts.hpp>
+#include <kaizen/loop/rejection_sampling.hpp>
+#include <kaizen/loop/rest_em.hpp>
+#include <kaizen/loop/rollout.hpp>
+#include <kaizen/loop/self_training.hpp>
+#include <kaizen/loop/sharpening.hpp>
 #include <kaizen/loop/sft.hpp>
+#include <kaizen/loop/snapshot.hpp>
+#include <kaizen/loop/star.hpp>
+#include <kaizen/loop/update.hpp>

@@ -10,6 +10,9 @@
 //   5. for each epoch, for each mini-batch of groups (shuffled): loss = policy_loss(log π_θ, log π_old,
 //      log π_ref, A, completion mask, objective); backward; clip the global gradient norm; AdamW step
 //   6. curriculum.update(arms, mean |A| of each arm's group); report metrics; checkpoint
+// The stages are shared with the other loops: draw_prompts / rollout_step (loop/prompts.hpp,
+// loop/rollout.hpp), frozen_logprobs (loop/batch.hpp), policy_gradient_update (loop/update.hpp),
+// make_adamw / warmup_learning_rate (loop/optimizer.hpp), save/load_checkpoint (loop/checkpoint.hpp).
 // Resuming from a checkpoint (policy, optimiser, engine, curriculum, step) continues exactly as the run
 // that never stopped, because every random draw comes from the saved engine.
 //
@@ -19,14 +22,10 @@
 // advantage as the curriculum's reward, arXiv 2505.14970).
 #pragma once
 
-#include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <filesystem>
-#include <optional>
 #include <span>
-#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -40,24 +39,21 @@
 #include <kaizen/core/rng.hpp>
 #include <kaizen/core/sampler.hpp>
 #include <kaizen/core/types.hpp>
+#include <kaizen/loop/batch.hpp>
 #include <kaizen/loop/checkpoint.hpp>
 #include <kaizen/loop/metrics.hpp>
+#include <kaizen/loop/optimizer.hpp>
+#include <kaizen/loop/prompts.hpp>
+#include <kaizen/loop/rollout.hpp>
+#include <kaizen/loop/update.hpp>
 #include <kaizen/policy_gradient/advantages.hpp>
 #include <kaizen/policy_gradient/dapo.hpp>
 #include <kaizen/policy_gradient/options.hpp>
 #include <kaizen/policy_gradient/policy_loss.hpp>
+#include <kaizen/torch/logit_transform.hpp>
 #include <kaizen/torch/policy_logprobs.hpp>
 
 namespace kaizen::loop {
-
-/// Where prompts come from: `source(arm, rng) -> Prompt`, arm = the curriculum's draw, or -1 without one.
-template <class S>
-concept PromptSource = requires(S& s, ArmId arm, Rng& rng) {
-  { s(arm, rng) } -> std::convertible_to<Prompt>;
-};
-
-/// Stands in for "no curriculum".
-struct NoCurriculum {};
 
 struct GrpoConfig {
   std::int64_t steps = 100;              ///< the run ends after this many steps (counting resumed ones)
@@ -91,17 +87,6 @@ struct GrpoResult {
 };
 
 namespace detail {
-
-/// The rows `index` [K] int64 of every per-row tensor of `batch`.
-[[nodiscard]] inline TokenBatch select_rows(const TokenBatch& batch, const torch::Tensor& index) {
-  TokenBatch out = batch;
-  for (torch::Tensor* t : {&out.input_ids, &out.attention_mask, &out.prompt_mask, &out.completion_mask,
-                           &out.position_ids, &out.old_logprobs, &out.rewards, &out.group_ids, &out.prompt_lengths,
-                           &out.completion_lengths, &out.truncated}) {
-    if (t->defined()) *t = t->index_select(0, index.to(t->device()));
-  }
-  return out;
-}
 
 inline void check_config(const GrpoConfig& c) {
   KAIZEN_CHECK(c.group_size >= 2, "grpo: group_size must be >= 2 (a group-relative advantage needs at least two "
@@ -154,10 +139,10 @@ GrpoResult grpo(P& policy, S& sampler, R& reward, Src& source,
     KAIZEN_CHECK(reference != nullptr, "grpo: the objective has a KL term, so a reference policy is required");
   }
   const lm::LogitTransform transform = lm::LogitTransform::from(config.sampling);
-  std::vector<torch::Tensor> params = policy.parameters();
-  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(config.learning_rate)
-                                            .weight_decay(config.weight_decay)
-                                            .betas({config.beta1, config.beta2}));
+  const std::vector<torch::Tensor> params = policy.parameters();
+  torch::optim::AdamW optimizer = make_adamw(
+      params, {.learning_rate = config.learning_rate, .weight_decay = config.weight_decay, .beta1 = config.beta1,
+               .beta2 = config.beta2});
   LoopState state;
   state.rng.seed(config.seed);
   if (!config.resume_from.empty()) {
@@ -174,144 +159,62 @@ GrpoResult grpo(P& policy, S& sampler, R& reward, Src& source,
     }
     save_checkpoint(config.checkpoint_dir, policy, optimizer, state);
   };
+  const RolloutOptions rollout_options{.prompts = config.prompts_per_step, .group_size = config.group_size,
+                                       .dynamic_sampling = config.dynamic_sampling,
+                                       .max_refill_rounds = config.max_refill_rounds, .who = "grpo"};
 
   GrpoResult result;
-  const auto G = static_cast<std::size_t>(config.group_size);
   while (state.step < config.steps) {
     const auto t0 = Clock::now();
-    // 1-2. Prompts, rollouts, rewards; dynamic sampling keeps only informative groups.
-    std::vector<Prompt> prompts;
-    std::vector<ArmId> arms;
-    std::vector<Completion> completions;
-    std::vector<double> rewards;
-    std::int64_t sampled_groups = 0, dropped_groups = 0, sampled_tokens = 0;
-    double reward_sum = 0.0;
-    std::int64_t needed = config.prompts_per_step;
-    for (std::int64_t round = 0; round <= (config.dynamic_sampling ? config.max_refill_rounds : 0) && needed > 0; ++round) {
-      std::vector<ArmId> round_arms(static_cast<std::size_t>(needed), ArmId{-1});
-      if constexpr (kWithCurriculum) {
-        if (curriculum != nullptr) round_arms = curriculum->sample(static_cast<std::size_t>(needed), state.rng);
-      }
-      std::vector<Prompt> round_prompts, repeated;
-      for (ArmId arm : round_arms) round_prompts.push_back(source(arm, state.rng));
-      for (const Prompt& p : round_prompts)
-        for (std::size_t i = 0; i < G; ++i) repeated.push_back(p);
-      SamplingParams params = config.sampling;
-      params.seed = state.rng();
-      std::vector<Completion> round_completions = sampler.sample(std::span<const Prompt>(repeated), params);
-      KAIZEN_CHECK(round_completions.size() == repeated.size(), "grpo: the sampler returned ", round_completions.size(),
-                   " completions for ", repeated.size(), " prompts");
-      const std::vector<double> round_rewards =
-          score(reward, std::span<const Prompt>(repeated), std::span<const Completion>(round_completions));
-      sampled_groups += needed;
-      for (std::size_t p = 0; p < round_prompts.size(); ++p) {
-        bool constant = true;
-        for (std::size_t i = 0; i < G; ++i) {
-          reward_sum += round_rewards[p * G + i];
-          sampled_tokens += static_cast<std::int64_t>(round_completions[p * G + i].tokens.size());
-          constant = constant && round_rewards[p * G + i] == round_rewards[p * G];
-        }
-        if (config.dynamic_sampling && constant) {
-          ++dropped_groups;
-          continue;
-        }
-        prompts.push_back(round_prompts[p]);
-        arms.push_back(round_arms[p]);
-        for (std::size_t i = 0; i < G; ++i) {
-          completions.push_back(std::move(round_completions[p * G + i]));
-          rewards.push_back(round_rewards[p * G + i]);
-        }
-        --needed;
-        if (needed == 0) break;
-      }
-    }
+    // 1-2. Prompts (from the curriculum's arms), G rollouts each, rewards; dynamic sampling keeps only
+    //      informative groups.
+    const StepRollouts r = rollout_step(sampler, reward, source, rollout_options, config.sampling, state.rng, curriculum);
     const auto t1 = Clock::now();
-
+    const auto sampled = static_cast<double>(r.sampled_groups * config.group_size);
     nlohmann::json metrics = {{"event", "grpo"},
                               {"step", state.step + 1},
-                              {"reward_mean", reward_sum / static_cast<double>(sampled_groups * config.group_size)},
-                              {"sampled_groups", sampled_groups},
-                              {"dropped_groups", dropped_groups},
-                              {"kept_groups", static_cast<std::int64_t>(prompts.size())},
-                              {"completion_length_mean",
-                               static_cast<double>(sampled_tokens) / static_cast<double>(sampled_groups * config.group_size)}};
-    std::vector<double> gains(prompts.size(), 0.0);
-    if (!prompts.empty()) {
-      // 3-4. Batch, old / reference log-probs, advantages.
-      TokenBatch batch = collate(std::span<const Prompt>(prompts), std::span<const Completion>(completions),
-                                 std::span<const double>(rewards), config.group_size, config.collate);
-      torch::Tensor old_logprobs, ref_logprobs;
-      {
-        torch::NoGradGuard no_grad;
-        old_logprobs = lm::policy_logprobs(policy, batch, transform);
-        if constexpr (kWithKl) ref_logprobs = lm::policy_logprobs(*reference, batch, transform);
-      }
+                              {"reward_mean", r.reward_sum / sampled},
+                              {"sampled_groups", r.sampled_groups},
+                              {"dropped_groups", r.dropped_groups},
+                              {"kept_groups", static_cast<std::int64_t>(r.prompts.size())},
+                              {"completion_length_mean", static_cast<double>(r.sampled_tokens) / sampled}};
+    std::vector<double> gains(r.prompts.size(), 0.0);
+    if (!r.prompts.empty()) {
+      // 3. Collate; old / reference log-probs.
+      const TokenBatch batch = collate(std::span<const Prompt>(r.prompts), std::span<const Completion>(r.completions),
+                                       std::span<const double>(r.rewards), config.group_size, config.collate);
+      const torch::Tensor old_logprobs = frozen_logprobs(policy, batch, transform);
+      torch::Tensor ref_logprobs;
+      if constexpr (kWithKl) ref_logprobs = frozen_logprobs(*reference, batch, transform);
       if (batch.old_logprobs.defined()) {
         const torch::Tensor diff = (old_logprobs - batch.old_logprobs.to(old_logprobs.dtype())).abs();
         metrics["sampler_trainer_logprob_max_abs_diff"] = diff.max().item<double>();
       }
+      // 4. Group-relative advantages; the curriculum's gain of a group is its mean |A|.
       const torch::Tensor advantages =
           policy_gradient::group_advantages(batch.rewards.to(old_logprobs.dtype()), batch.group_ids, config.advantages);
       {
         const torch::Tensor abs_adv = advantages.abs().cpu().to(torch::kDouble).contiguous();
         const auto a = abs_adv.accessor<double, 1>();
-        for (std::size_t p = 0; p < prompts.size(); ++p) {
+        const auto G = static_cast<std::size_t>(config.group_size);
+        for (std::size_t p = 0; p < r.prompts.size(); ++p)
           for (std::size_t i = 0; i < G; ++i) gains[p] += a[static_cast<std::int64_t>(p * G + i)] / static_cast<double>(G);
-        }
       }
-
       // 5. Epochs over shuffled mini-batches of groups, at this step's learning rate.
-      const double lr = config.warmup_steps > 0
-                            ? config.learning_rate *
-                                  std::min(1.0, static_cast<double>(state.step + 1) / static_cast<double>(config.warmup_steps))
-                            : config.learning_rate;
-      for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+      const double lr = warmup_learning_rate(config.learning_rate, config.warmup_steps, state.step + 1);
+      set_learning_rate(optimizer, lr);
       metrics["learning_rate"] = lr;
-      const auto groups = static_cast<std::int64_t>(prompts.size());
-      const std::int64_t per_batch = config.minibatch_groups > 0 ? std::min(config.minibatch_groups, groups) : groups;
-      double loss_sum = 0.0, kl_sum = 0.0, clip_sum = 0.0, entropy_sum = 0.0, grad_norm_sum = 0.0;
-      std::int64_t updates = 0;
-      for (std::int64_t epoch = 0; epoch < config.epochs; ++epoch) {
-        std::vector<std::int64_t> order(static_cast<std::size_t>(groups));
-        for (std::int64_t g = 0; g < groups; ++g) order[static_cast<std::size_t>(g)] = g;
-        for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[uniform_index(state.rng, i)]);
-        for (std::int64_t start = 0; start < groups; start += per_batch) {
-          std::vector<std::int64_t> rows;
-          for (std::int64_t g = start; g < std::min(groups, start + per_batch); ++g)
-            for (std::int64_t i = 0; i < config.group_size; ++i) rows.push_back(order[static_cast<std::size_t>(g)] * config.group_size + i);
-          const torch::Tensor index = torch::tensor(rows, torch::kLong);
-          const TokenBatch mb = detail::select_rows(batch, index);
-          const torch::Tensor idx = index.to(old_logprobs.device());
-          const torch::Tensor logprobs = lm::policy_logprobs(policy, mb, transform);
-          const auto out = policy_gradient::policy_loss(
-              logprobs, old_logprobs.index_select(0, idx),
-              ref_logprobs.defined() ? ref_logprobs.index_select(0, idx) : torch::Tensor(),
-              advantages.index_select(0, idx), mb.completion_mask, objective);
-          optimizer.zero_grad();
-          out.loss.backward();
-          double grad_norm = 0.0;
-          if (config.max_grad_norm > 0.0) grad_norm = torch::nn::utils::clip_grad_norm_(params, config.max_grad_norm);
-          optimizer.step();
-          loss_sum += out.metrics.loss;
-          kl_sum += out.metrics.kl;
-          clip_sum += out.metrics.clip_fraction_low + out.metrics.clip_fraction_high;
-          entropy_sum += out.metrics.entropy;
-          grad_norm_sum += grad_norm;
-          ++updates;
-        }
-      }
-      const auto n = static_cast<double>(updates);
-      metrics["loss"] = loss_sum / n;
-      metrics["kl"] = kl_sum / n;
-      metrics["clip_fraction"] = clip_sum / n;
-      metrics["entropy"] = entropy_sum / n;
-      metrics["grad_norm"] = grad_norm_sum / n;
-      metrics["updates"] = updates;
+      policy_gradient_update(policy, optimizer, params, batch, old_logprobs, ref_logprobs, advantages, transform,
+                             objective,
+                             {.group_size = config.group_size, .epochs = config.epochs,
+                              .minibatch_groups = config.minibatch_groups, .max_grad_norm = config.max_grad_norm},
+                             state.rng)
+          .write_to(metrics);
     }
     // 6. Curriculum, bookkeeping, metrics, checkpoint.
     if constexpr (kWithCurriculum) {
-      if (curriculum != nullptr && !arms.empty()) {
-        curriculum->update(std::span<const ArmId>(arms), std::span<const double>(gains));
+      if (curriculum != nullptr && !r.arms.empty()) {
+        curriculum->update(std::span<const ArmId>(r.arms), std::span<const double>(gains));
         metrics["curriculum_probabilities"] = curriculum->probabilities();
       }
     }
@@ -319,7 +222,7 @@ GrpoResult grpo(P& policy, S& sampler, R& reward, Src& source,
     const auto t2 = Clock::now();
     metrics["sample_seconds"] = std::chrono::duration<double>(t1 - t0).count();
     metrics["train_seconds"] = std::chrono::duration<double>(t2 - t1).count();
-    metrics["sampled_tokens"] = sampled_tokens;
+    metrics["sampled_tokens"] = r.sampled_tokens;
     if (on_metrics) on_metrics(metrics);
     result.history.push_back(std::move(metrics));
     if (config.checkpoint_every > 0 && (state.step % config.checkpoint_every == 0 || state.step == config.steps)) save();

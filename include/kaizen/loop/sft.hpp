@@ -1,7 +1,8 @@
 // kaizen/loop/sft.hpp - supervised fine-tuning (the warm start before RL): maximise the log-likelihood
 // of reference completions given their prompts,
 //   L(θ) = − Σ_b Σ_t m_bt log π_θ(y_bt | x_b, y_b,<t) / Σ_b Σ_t m_bt     (token mean over the batch),
-// with AdamW and global gradient-norm clipping. A short warm start gives the policy a non-zero success
+// with AdamW and global gradient-norm clipping (the sft_loss and apply_update stages of loop/update.hpp and
+// loop/optimizer.hpp). A short warm start gives the policy a non-zero success
 // rate, which group-relative RL needs: a group whose samples all fail has zero advantage.
 #pragma once
 
@@ -19,6 +20,8 @@
 #include <kaizen/core/rng.hpp>
 #include <kaizen/core/types.hpp>
 #include <kaizen/loop/metrics.hpp>
+#include <kaizen/loop/optimizer.hpp>
+#include <kaizen/loop/update.hpp>
 #include <kaizen/torch/policy_logprobs.hpp>
 
 namespace kaizen::loop {
@@ -75,16 +78,11 @@ double supervised_finetune(P& policy, Examples& examples, const SftConfig& confi
       batch.push_back(std::move(r));
     }
     const TokenBatch tb = collate(std::span<const Rollout>(batch), config.collate);
-    const torch::Tensor logprobs = lm::policy_logprobs(policy, tb);
-    const torch::Tensor mask = tb.completion_mask.to(logprobs.scalar_type());
-    const torch::Tensor loss = -(logprobs * mask).sum() / mask.sum();
-    optimizer.zero_grad();
-    loss.backward();
-    if (config.max_grad_norm > 0.0) torch::nn::utils::clip_grad_norm_(params, config.max_grad_norm);
-    optimizer.step();
+    const torch::Tensor loss = sft_loss(policy, tb);
+    apply_update(optimizer, params, loss, config.max_grad_norm);
     last = loss.item<double>();
     if (on_metrics) {
-      on_metrics({{"event", "sft"}, {"step", step + 1}, {"loss", last}, {"tokens", mask.sum().item<double>()}});
+      on_metrics({{"event", "sft"}, {"step", step + 1}, {"loss", last}, {"tokens", tb.completion_mask.sum().item<double>()}});
     }
     if (config.stop_when && (step + 1) % config.stop_check_every == 0 && config.stop_when(step + 1)) break;
   }
