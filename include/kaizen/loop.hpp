@@ -9,12 +9,15 @@
 #include <kaizen/loop/checkpoint.hpp>
 #include <kaizen/loop/evaluate.hpp>
 #include <kaizen/loop/grpo.hpp>
+#include <kaizen/loop/iterative_dpo.hpp>
+#include <kaizen/loop/judges.hpp>
 #include <kaizen/loop/metrics.hpp>
 #include <kaizen/loop/optimizer.hpp>
 #include <kaizen/loop/prompts.hpp>
 #include <kaizen/loop/rejection_sampling.hpp>
 #include <kaizen/loop/rest_em.hpp>
 #include <kaizen/loop/rollout.hpp>
+#include <kaizen/loop/self_rewarding.hpp>
 #include <kaizen/loop/self_training.hpp>
 #include <kaizen/loop/sharpening.hpp>
 #include <kaizen/loop/sft.hpp>

@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 #include <span>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -238,4 +239,42 @@ TEST_CASE("pair builders reject non-finite scores, negative margins and bad sett
   const std::vector<double> inf = {0, std::numeric_limits<double>::infinity()};
   CHECK_THROWS_WITH(pref::self_correction_pairs(two, inf),
                     Catch::StartsWith("self_correction_pairs: expected finite scores, episode 1 has 1 and inf"));
+}
+
+TEST_CASE("newer_beats_older_pairs chooses the newer model's samples and drops identical completions",
+          "[preference][pairs]") {
+  // Prompt 0: newer {a, b}, older {a, c}; prompt 1: newer {d}, older {e}; a model-2 sample is ignored.
+  const std::vector<ScoredSample> samples = {{0, 0.2, 1}, {0, 0.9, 1}, {0, 0.5, 0}, {0, 0.1, 0},
+                                             {1, 0.3, 1}, {1, 0.4, 0}, {1, 1.0, 2}};
+  const std::vector<std::string> text = {"a", "b", "a", "c", "d", "e", "f"};
+  auto same = [&](std::size_t i, std::size_t j) { return text[i] == text[j]; };
+  const auto pairs = pref::newer_beats_older_pairs(samples, same, {.newer_model = 1, .older_model = 0});
+  using T = std::tuple<std::int64_t, std::size_t, std::size_t>;
+  // (0: a over a) is dropped as identical; the rest in order newer i, then older j.
+  CHECK(as_tuples(pairs) == std::vector<T>{{0, 0, 3}, {0, 1, 2}, {0, 1, 3}, {1, 4, 5}});
+  for (const auto& p : pairs) {
+    CHECK(samples[p.chosen].model == 1);
+    CHECK(samples[p.rejected].model == 0);
+    CHECK(text[p.chosen] != text[p.rejected]);
+    CHECK(p.chosen_score == samples[p.chosen].score);
+  }
+  // The consistency filter keeps only pairs whose newer score is not lower.
+  const auto filtered = pref::newer_beats_older_pairs(
+      samples, same, {.newer_model = 1, .older_model = 0, .require_score_not_lower = true});
+  CHECK(as_tuples(filtered) == std::vector<T>{{0, 0, 3}, {0, 1, 2}, {0, 1, 3}});
+  // Swapping the roles swaps chosen and rejected.
+  const auto swapped = pref::newer_beats_older_pairs(samples, same, {.newer_model = 0, .older_model = 1});
+  CHECK(as_tuples(swapped) == std::vector<T>{{0, 2, 1}, {0, 3, 0}, {0, 3, 1}, {1, 5, 4}});
+  // A cap keeps a seeded subset, in input order, the same for the same seed.
+  const auto capped = pref::newer_beats_older_pairs(samples, same, {.max_pairs_per_prompt = 2, .seed = 3});
+  CHECK(capped.size() == 3);  // 2 of prompt 0's 3, prompt 1's single pair
+  CHECK(as_tuples(capped) == as_tuples(pref::newer_beats_older_pairs(samples, same, {.max_pairs_per_prompt = 2, .seed = 3})));
+  CHECK(std::is_sorted(capped.begin(), capped.begin() + 2,
+                       [](const auto& a, const auto& b) { return std::tie(a.chosen, a.rejected) < std::tie(b.chosen, b.rejected); }));
+  // Errors with the values.
+  CHECK_THROWS_WITH(pref::newer_beats_older_pairs(samples, same, {.newer_model = 2, .older_model = 2}),
+                    Catch::StartsWith("newer_beats_older_pairs: expected distinct newer and older model ids, got 2 and 2"));
+  const std::vector<ScoredSample> nan = {{0, 1.0, 1}, {0, std::numeric_limits<double>::quiet_NaN(), 0}};
+  CHECK_THROWS_WITH(pref::newer_beats_older_pairs(nan, [](std::size_t, std::size_t) { return false; }),
+                    Catch::StartsWith("newer_beats_older_pairs: expected finite scores, sample 1 has nan"));
 }

@@ -6,9 +6,12 @@
 //   temporal          per prompt: rejected = worst sample of the anchor (past) model, chosen = best of
 //                     the current model, replaced by the best of the future model when that is strictly
 //                     better (Temporal Self-Rewarding: anchored rejection + future-guided chosen)
+//   newer-beats-older per prompt: every sample of the newer model is chosen over every sample of the older
+//                     model (weak-supervision self-reinforcement), optionally only when its score is not lower
+//                     (consistency filter); pairs whose two completions are identical are dropped
 //   self-correction   per two-attempt episode: the correct attempt beats the wrong one when the
 //                     refinement changed correctness; same-correctness episodes give no pair (SCL)
-// Every emitted pair satisfies score(chosen) > score(rejected) and score(chosen) − score(rejected) >= margin,
+// Except newer-beats-older (labelled by generation, not by score), every emitted pair satisfies score(chosen) > score(rejected) and score(chosen) − score(rejected) >= margin,
 // so a sample is never paired with itself and prompts whose scores all tie give nothing. Ties for the best
 // or worst place break deterministically: the earliest sample (TieBreak::first) or a uniform draw from an
 // engine seeded with `seed` (TieBreak::random), consumed in prompt order, so equal seeds give equal pairs.
@@ -16,11 +19,13 @@
 //
 // References: Yuan et al. 2024, "Self-Rewarding Language Models" (arXiv 2401.10020); Wang et al. 2025,
 // "Temporal Self-Rewarding Language Models" (arXiv 2508.06026); He, Lin et al. 2024, "Self-Correction
-// Learning" (SCL, ivy3h/SCL data construction).
+// Learning" (SCL, ivy3h/SCL data construction); Tong et al. 2024, "Optimizing Language Model's Reasoning
+// Abilities with Weak Supervision" (newer-beats-older).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -225,6 +230,55 @@ template <OutcomeReward Judge>
     }
     if (!detail::keeps(samples[chosen].score, samples[rejected].score, options.margin)) continue;
     out.push_back({samples[chosen].prompt, chosen, rejected, samples[chosen].score, samples[rejected].score});
+  }
+  return out;
+}
+
+/// Options of newer_beats_older_pairs.
+struct NewerOlderOptions {
+  std::int64_t newer_model = 1;          ///< the model whose samples are chosen
+  std::int64_t older_model = 0;          ///< the model whose samples are rejected
+  bool require_score_not_lower = false;  ///< keep a pair only when score(newer) >= score(older)
+  std::size_t max_pairs_per_prompt = 0;  ///< 0: all; else a uniform subset of that size (from Rng(seed))
+  std::uint64_t seed = 0;
+};
+
+/// Newer beats older (see the header): per prompt, every (newer i, older j) pair in input order (i, then
+/// j), except pairs whose completions are equal (`same(i, j)` true), and with require_score_not_lower, pairs
+/// whose newer score is lower. `same(i, j) -> bool` compares the completions of samples i and j (e.g. their
+/// token ids). Throws kaizen::Error on a non-finite score or equal model ids.
+template <class Same>
+  requires requires(Same& same, std::size_t i, std::size_t j) { { same(i, j) } -> std::convertible_to<bool>; }
+[[nodiscard]] std::vector<PreferencePair> newer_beats_older_pairs(std::span<const ScoredSample> samples, Same same,
+                                                                  const NewerOlderOptions& options = {}) {
+  detail::check_samples("newer_beats_older_pairs", samples, 0.0);
+  KAIZEN_CHECK(options.newer_model != options.older_model,
+               "newer_beats_older_pairs: expected distinct newer and older model ids, got ", options.newer_model, " and ",
+               options.older_model);
+  Rng rng(options.seed);
+  std::vector<PreferencePair> out;
+  for (const auto& group : detail::group_by_prompt(samples)) {
+    std::vector<PreferencePair> candidates;
+    for (std::size_t i : group) {
+      if (samples[i].model != options.newer_model) continue;
+      for (std::size_t j : group) {
+        if (samples[j].model != options.older_model) continue;
+        if (options.require_score_not_lower && samples[i].score < samples[j].score) continue;
+        if (static_cast<bool>(same(i, j))) continue;
+        candidates.push_back({samples[i].prompt, i, j, samples[i].score, samples[j].score});
+      }
+    }
+    if (options.max_pairs_per_prompt > 0 && candidates.size() > options.max_pairs_per_prompt) {
+      std::vector<std::size_t> position(candidates.size());
+      for (std::size_t k = 0; k < position.size(); ++k) position[k] = k;
+      for (std::size_t k = 0; k < options.max_pairs_per_prompt; ++k)
+        std::swap(position[k], position[k + uniform_index(rng, position.size() - k)]);
+      position.resize(options.max_pairs_per_prompt);
+      std::sort(position.begin(), position.end());
+      for (std::size_t k : position) out.push_back(candidates[k]);
+    } else {
+      out.insert(out.end(), candidates.begin(), candidates.end());
+    }
   }
   return out;
 }
