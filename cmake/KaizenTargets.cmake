@@ -65,7 +65,10 @@ function(_kaizen_link_libraries name)
 endfunction()
 
 function(kaizen_add_test name)
-  cmake_parse_arguments(ARG "NO_PCH" "" "LABELS;LINK" ${ARGN})
+  cmake_parse_arguments(ARG "NO_PCH" "TIMEOUT" "LABELS;LINK" ${ARGN})
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 300)
+  endif()
   find_package(Catch2 2.13 REQUIRED)
   # Catch2's package adds its folder to CMAKE_MODULE_PATH only on the first find, and only in this
   # function's scope, so include Catch.cmake by path.
@@ -93,7 +96,7 @@ function(kaizen_add_test name)
   endif()
   # Catch2 v2 has no SKIP(): a test that cannot run here prints KAIZEN_SKIP and ctest reports Skipped.
   catch_discover_tests(${name} TEST_PREFIX "${name}:"
-    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT 300 SKIP_REGULAR_EXPRESSION "KAIZEN_SKIP")
+    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT} SKIP_REGULAR_EXPRESSION "KAIZEN_SKIP")
 endfunction()
 
 function(kaizen_add_bench name)

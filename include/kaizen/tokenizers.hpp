@@ -7,3 +7,4 @@
 #include <kaizen/tokenizers/gguf_vocab.hpp>
 #include <kaizen/tokenizers/pretokenize.hpp>
 #include <kaizen/tokenizers/tokenizer_json.hpp>
+#include <kaizen/tokenizers/tokenizer_json_write.hpp>

@@ -125,6 +125,17 @@ TEST_CASE("streaming decode holds back a split UTF-8 character", "[tokenizers]")
   CHECK(s3.finish() == "\xEF\xBF\xBD");
 }
 
+TEST_CASE("a number literal too large for a double is a kaizen::Error, not a crash (fuzz finding)", "[tokenizers]") {
+  // The libFuzzer input crash-67124b9f (tests/tokenizers/fuzz_tokenizer.cpp, first byte 0x34 = tokenizer.json
+  // mode) after its mode byte: nlohmann threw out_of_range.406 "number overflow", which escaped the parser.
+  const std::string crash("4e444444.\xCC\xEC\xCB\xD1" "4422222222\x80", 24);
+  CHECK_THROWS_WITH(tk::tokenizer_from_json(crash, "crash.json"), Contains("crash.json: malformed JSON") &&
+                                                                     Contains("number overflow"));
+  CHECK_THROWS_WITH(tk::tokenizer_from_json(R"({"model": {"vocab": {"a": 1e999}}})", "big.json"),
+                    Contains("big.json: malformed JSON") && Contains("number overflow"));
+  CHECK_THROWS_AS(tk::tokenizer_from_json(R"({"model": {"vocab": {"a": 1e999}}})", "big.json"), kaizen::Error);
+}
+
 TEST_CASE("tokenizer.json and encode errors name the file, key and entry", "[tokenizers]") {
   CHECK_THROWS_WITH(tk::tokenizer_from_json("{\"model\": ", "bad.json"), Contains("bad.json: malformed JSON at byte"));
   CHECK_THROWS_WITH(tk::tokenizer_from_json("[]", "x.json"), Contains("x.json: (root): expected a JSON object"));

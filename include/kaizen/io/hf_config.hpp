@@ -17,6 +17,13 @@
 //     full_attention, quantization_config, partial_rotary_factor ≠ 1, logit soft-capping.
 // Every refusal is a kaizen::Error naming the source, the key and its value.
 //
+// Writing (hf_config_json): the keys transformers 5 writes for the family — architectures, model_type,
+//   sizes, head_dim, rms_norm_eps, "rope_parameters" {rope_type, rope_theta, scaling fields},
+//   attention_bias (llama/qwen3), mlp_bias (llama), use_sliding_window false and layer_types
+//   (qwen2/qwen3), tie_word_embeddings, hidden_act silu, bos/eos/pad ids, dtype. A DecoderConfig that
+//   the family cannot express (qwen2 without q/k/v biases, q/k/v bias without o bias on llama, ...) is
+//   refused by name. parse_hf_config(hf_config_json(c)) == c for every accepted c (tested).
+//
 // Reference: transformers' LlamaConfig, Qwen2Config, Qwen3Config documentation.
 #pragma once
 
@@ -30,6 +37,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -274,6 +282,72 @@ inline RopeType parse_rope_type(const std::string& source, std::string_view key,
     out.emplace(name, TensorSpec{std::string(dtype_name(t.dtype)), t.shape});
   }
   return out;
+}
+
+/// The config.json document of `c` (see the header comment: "Writing"). Throws kaizen::Error naming the
+/// field when the family cannot express `c`.
+[[nodiscard]] inline nlohmann::ordered_json hf_config_json(const DecoderConfig& c) {
+  c.validate("hf_config_json");
+  const auto bad = [&](std::string_view what) {
+    fail("hf_config_json: a ", family_name(c.family), " config cannot express ", what, " (qkv_bias ", c.qkv_bias,
+         ", o_bias ", c.o_bias, ", mlp_bias ", c.mlp_bias, ", qk_norm ", c.qk_norm, ")");
+  };
+  switch (c.family) {
+    case DecoderFamily::Llama:
+      if (c.qkv_bias != c.o_bias) bad("q/k/v biases without the o_proj bias or the reverse (attention_bias sets both)");
+      if (c.qk_norm) bad("q/k norms");
+      break;
+    case DecoderFamily::Qwen2:
+      if (!c.qkv_bias) bad("q/k/v projections without biases");
+      if (c.o_bias || c.mlp_bias) bad("o_proj or MLP biases");
+      if (c.qk_norm) bad("q/k norms");
+      if (c.head_dim * c.num_attention_heads != c.hidden_size) bad("head_dim != hidden_size / num_attention_heads");
+      break;
+    case DecoderFamily::Qwen3:
+      if (c.qkv_bias != c.o_bias) bad("q/k/v biases without the o_proj bias or the reverse (attention_bias sets both)");
+      if (c.mlp_bias) bad("MLP biases");
+      if (!c.qk_norm) bad("attention without q/k norms");
+      break;
+  }
+  static constexpr std::string_view kArch[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
+  using oj = nlohmann::ordered_json;
+  oj j = oj::object();
+  j["architectures"] = {std::string(kArch[static_cast<int>(c.family)])};
+  j["model_type"] = std::string(family_name(c.family));
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["num_key_value_heads"] = c.num_key_value_heads;
+  j["head_dim"] = c.head_dim;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["hidden_act"] = "silu";
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  if (c.family != DecoderFamily::Qwen2) j["attention_bias"] = c.qkv_bias;
+  if (c.family == DecoderFamily::Llama) j["mlp_bias"] = c.mlp_bias;
+  if (c.family != DecoderFamily::Llama) {
+    j["use_sliding_window"] = false;
+    j["layer_types"] = std::vector<std::string>(static_cast<std::size_t>(c.num_hidden_layers), "full_attention");
+  }
+  oj rope = {{"rope_type", std::string(rope_type_name(c.rope_scaling.type))}, {"rope_theta", c.rope_theta}};
+  const auto& r = c.rope_scaling;
+  if (r.type != RopeType::Default) rope["factor"] = r.factor;
+  if (r.type == RopeType::Llama3) {
+    rope["low_freq_factor"] = r.low_freq_factor;
+    rope["high_freq_factor"] = r.high_freq_factor;
+  }
+  if (r.original_max_position_embeddings > 0) rope["original_max_position_embeddings"] = r.original_max_position_embeddings;
+  j["rope_parameters"] = rope;
+  j["bos_token_id"] = c.bos_token_id ? oj(*c.bos_token_id) : oj(nullptr);
+  if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
+  else if (c.eos_token_ids.empty()) j["eos_token_id"] = nullptr;
+  else j["eos_token_id"] = c.eos_token_ids;
+  j["pad_token_id"] = c.pad_token_id ? oj(*c.pad_token_id) : oj(nullptr);
+  j["dtype"] = c.torch_dtype.empty() ? std::string("float32") : c.torch_dtype;
+  j["use_cache"] = true;
+  return j;
 }
 
 }  // namespace kaizen::io

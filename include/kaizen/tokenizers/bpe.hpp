@@ -330,6 +330,7 @@ class BpeTokenizer {
     id_bytes_.assign(size, {});
     id_token_.assign(size, {});
     kind_.assign(size, Kind::none);
+    in_model_vocab_.assign(size, false);
 
     token_to_id_.reserve(entries);
     bytes_to_id_.reserve(config.vocab.size());
@@ -338,6 +339,7 @@ class BpeTokenizer {
       KAIZEN_CHECK(kind_[u] == Kind::none || id_token_[u] == token, source_, ": id ", id, " is given to both \"",
                    id_token_[u], "\" and \"", token, "\"");
       kind_[u] = Kind::model;
+      in_model_vocab_[u] = true;
       id_token_[u] = token;
       id_bytes_[u] = alphabet.token_bytes(token);
       token_to_id_.emplace(token, id);
@@ -372,6 +374,7 @@ class BpeTokenizer {
       KAIZEN_CHECK(!utf8::first_invalid(added.content), source_, ": added token with id ", added.id,
                    " is not valid UTF-8");
       const auto u = static_cast<std::size_t>(added.id);
+      if (kind_[u] == Kind::model) shadowed_model_tokens_.emplace_back(u, id_token_[u]);
       kind_[u] = added.special ? Kind::special : Kind::added;
       id_token_[u] = added.content;
       id_bytes_[u] = alphabet.token_bytes(added.content);
@@ -508,6 +511,43 @@ class BpeTokenizer {
   [[nodiscard]] const std::vector<AddedToken>& added_tokens() const noexcept { return added_; }
   [[nodiscard]] const std::string& source() const noexcept { return source_; }
 
+  // --- the configuration, for writing it back out (tokenizer_json_write.hpp) ----------------------
+
+  /// The model vocabulary (byte-level token strings with their ids), by increasing id.
+  [[nodiscard]] std::vector<std::pair<std::string, TokenId>> model_vocab() const {
+    std::vector<std::pair<std::string, TokenId>> out;
+    for (std::size_t u = 0; u < in_model_vocab_.size(); ++u) {
+      if (!in_model_vocab_[u]) continue;
+      // an added token given the id of a model token keeps the model token's string (GGUF control tokens
+      // are both; their strings agree)
+      out.emplace_back(kind_[u] == Kind::model ? id_token_[u] : model_token_string(u), static_cast<TokenId>(u));
+    }
+    return out;
+  }
+  /// The merge rules in rank order (a rule that repeats an earlier pair was dropped when loading: the
+  /// first one wins, so the written list encodes identically).
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> merges() const {
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> ranked;
+    ranked.reserve(merges_.size());
+    for (const auto& [key, m] : merges_) ranked.emplace_back(m.rank, key);
+    std::sort(ranked.begin(), ranked.end());
+    std::vector<std::pair<std::string, std::string>> out;
+    out.reserve(ranked.size());
+    for (const auto& [rank, key] : ranked) {
+      out.emplace_back(model_token_string(static_cast<std::size_t>(key >> 32)),
+                       model_token_string(static_cast<std::size_t>(key & 0xFFFFFFFFu)));
+    }
+    return out;
+  }
+  [[nodiscard]] const PreTokenizer& pre_tokenizer() const noexcept { return pre_; }
+  [[nodiscard]] Normalization normalization() const noexcept { return normalization_; }
+  [[nodiscard]] bool ignore_merges() const noexcept { return ignore_merges_; }
+  [[nodiscard]] const std::vector<TokenId>& prefix_ids() const noexcept { return prefix_ids_; }
+  [[nodiscard]] const std::vector<TokenId>& suffix_ids() const noexcept { return suffix_ids_; }
+  [[nodiscard]] std::optional<TokenId> eos_id_if_any() const noexcept { return eos_id_; }
+  /// The configured padding id only (pad_id() falls back to eos).
+  [[nodiscard]] std::optional<TokenId> pad_id_if_any() const noexcept { return pad_id_; }
+
  private:
   enum class Kind : std::uint8_t { none, model, added, special };
   struct Merge {
@@ -549,6 +589,14 @@ class BpeTokenizer {
   }
   static constexpr std::uint64_t pair_key(TokenId a, TokenId b) noexcept {
     return (static_cast<std::uint64_t>(a) << 32) | static_cast<std::uint64_t>(b);
+  }
+
+  /// The model vocabulary's string for id u (also when an added token took the id).
+  const std::string& model_token_string(std::size_t u) const {
+    if (kind_[u] == Kind::model) return id_token_[u];
+    for (auto it = shadowed_model_tokens_.rbegin(); it != shadowed_model_tokens_.rend(); ++it)
+      if (it->first == u) return it->second;
+    return id_token_[u];
   }
 
   void check_known(TokenId id, std::string_view what) const {
@@ -735,6 +783,8 @@ class BpeTokenizer {
   std::vector<std::string> id_bytes_;
   std::vector<std::string> id_token_;
   std::vector<Kind> kind_;
+  std::vector<bool> in_model_vocab_;                 ///< the id was given in BpeConfig::vocab
+  std::vector<std::pair<std::size_t, std::string>> shadowed_model_tokens_;  ///< model strings of ids an added token took
   StringMap token_to_id_;
   StringMap bytes_to_id_;
   std::unordered_map<std::uint64_t, Merge> merges_;

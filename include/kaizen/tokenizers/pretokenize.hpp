@@ -100,7 +100,7 @@ class Regex {
  public:
   /// Throws kaizen::Error naming `what` (e.g. the tokenizer.json key) and PCRE2's message and offset.
   /// `literal` matches the pattern text verbatim (a `String` split pattern).
-  Regex(std::string_view pattern, std::string_view what, bool literal = false) : pattern_(pattern) {
+  Regex(std::string_view pattern, std::string_view what, bool literal = false) : pattern_(pattern), literal_(literal) {
     int error_code = 0;
     PCRE2_SIZE error_offset = 0;
     std::uint32_t options = PCRE2_UTF | PCRE2_UCP;
@@ -119,6 +119,8 @@ class Regex {
 
   [[nodiscard]] const std::string& pattern() const noexcept { return pattern_; }
   [[nodiscard]] bool jit() const noexcept { return jit_; }
+  /// True when the pattern text is matched verbatim (a tokenizer.json `String` split pattern).
+  [[nodiscard]] bool literal() const noexcept { return literal_; }
 
   /// Calls f(begin, end) (byte offsets into `subject`) for every non-empty match, left to right.
   /// `subject` must be valid UTF-8 (not re-checked).
@@ -156,6 +158,7 @@ class Regex {
     void operator()(pcre2_code* c) const noexcept { pcre2_code_free(c); }
   };
   std::string pattern_;
+  bool literal_ = false;
   std::unique_ptr<pcre2_code, CodeFree> code_;
   bool jit_ = false;
 };

@@ -243,6 +243,10 @@ inline std::optional<TokenId> find_named(const BpeConfig& config, const std::str
     root = json::parse(text.begin(), text.end());
   } catch (const json::parse_error& e) {
     fail("kaizen::tokenizers: ", source, ": malformed JSON at byte ", e.byte, ": ", e.what());
+  } catch (const json::exception& e) {
+    // nlohmann reports a number literal too large for a double (e.g. 4e444444) as out_of_range.406,
+    // not as a parse_error: it must become a kaizen::Error too (found by fuzz_tokenizer).
+    fail("kaizen::tokenizers: ", source, ": malformed JSON: ", e.what());
   }
   const detail::JsonReader r(source);
   if (!root.is_object()) r.error("(root)", "expected a JSON object");
