@@ -40,7 +40,7 @@
 #include <kaizen/policy_gradient/policy_loss.hpp>
 #include <kaizen/tokenizers/chat_template.hpp>
 #include <kaizen/tokenizers/gguf_vocab.hpp>
-#include <kaizen/torch/llama_sampler.hpp>
+#include <kaizen/models/llama_sampler.hpp>
 #include <kaizen/torch/policy_logprobs.hpp>
 
 #include <support/figures.hpp>

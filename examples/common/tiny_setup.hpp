@@ -20,8 +20,8 @@
 #include <kaizen/consistency/extract.hpp>
 #include <kaizen/loop.hpp>
 #include <kaizen/tasks.hpp>
-#include <kaizen/torch/llama.hpp>
-#include <kaizen/torch/llama_sampler.hpp>
+#include <kaizen/models/llama.hpp>
+#include <kaizen/models/llama_sampler.hpp>
 
 namespace tiny {
 

@@ -34,8 +34,8 @@
 #include <kaizen/loop.hpp>
 #include <kaizen/policy_gradient/options.hpp>
 #include <kaizen/tasks.hpp>
-#include <kaizen/torch/llama.hpp>
-#include <kaizen/torch/llama_sampler.hpp>
+#include <kaizen/models/llama.hpp>
+#include <kaizen/models/llama_sampler.hpp>
 #ifndef KAIZEN_DEMO_MATH_VERIFIER  // set to 1 by CMakeLists.txt when kaizen::reward (GiNaC) is built
 #define KAIZEN_DEMO_MATH_VERIFIER 0
 #endif

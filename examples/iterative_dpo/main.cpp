@@ -32,8 +32,8 @@
 #include <kaizen/tasks/arithmetic.hpp>
 #include <kaizen/tasks/problem.hpp>
 #include <kaizen/tasks/tokenizer.hpp>
-#include <kaizen/torch/llama.hpp>
-#include <kaizen/torch/llama_sampler.hpp>
+#include <kaizen/models/llama.hpp>
+#include <kaizen/models/llama_sampler.hpp>
 
 namespace {
 

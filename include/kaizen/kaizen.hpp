@@ -9,6 +9,7 @@
 #include <kaizen/curriculum/linucb.hpp>
 #include <kaizen/curriculum/tensor_gains.hpp>
 #include <kaizen/loop.hpp>
+#include <kaizen/models.hpp>
 #include <kaizen/policy_gradient.hpp>
 #include <kaizen/preference.hpp>
 #include <kaizen/search.hpp>

@@ -14,8 +14,8 @@
 #include <kaizen/loop/grpo.hpp>
 #include <kaizen/policy_gradient/options.hpp>
 #include <kaizen/tasks/tokenizer.hpp>
-#include <kaizen/torch/llama.hpp>
-#include <kaizen/torch/llama_sampler.hpp>
+#include <kaizen/models/llama.hpp>
+#include <kaizen/models/llama_sampler.hpp>
 #include <kaizen/torch/logit_transform.hpp>
 #include <kaizen/torch/policy_logprobs.hpp>
 

@@ -39,7 +39,7 @@
 #include <kaizen/io/gguf_model.hpp>
 #include <kaizen/io/hf_config.hpp>
 #include <kaizen/io/safetensors.hpp>
-#include <kaizen/torch/llama.hpp>
+#include <kaizen/models/llama.hpp>
 
 namespace kaizen::models {
 

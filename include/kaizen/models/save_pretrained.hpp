@@ -50,7 +50,7 @@
 #include <kaizen/io/safetensors.hpp>
 #include <kaizen/tokenizers/bpe.hpp>
 #include <kaizen/tokenizers/tokenizer_json_write.hpp>
-#include <kaizen/torch/llama.hpp>
+#include <kaizen/models/llama.hpp>
 
 namespace kaizen::models {
 

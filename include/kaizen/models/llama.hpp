@@ -1,4 +1,4 @@
-// kaizen/torch/llama.hpp - a Llama-architecture decoder in the LibTorch C++ frontend, with a KV cache.
+// kaizen/models/llama.hpp - a Llama-architecture decoder in the LibTorch C++ frontend, with a KV cache.
 //
 //   h_0      = E[x]                                         token embedding E [V, H]
 //   a_l      = h_{l-1} + W_o · Attn(RoPE(W_q n), RoPE(W_k n), W_v n),   n = RMSNorm(h_{l-1})
@@ -46,7 +46,8 @@
 #include <kaizen/core/token_batch.hpp>
 #include <kaizen/io/decoder_config.hpp>
 
-// kaizen/torch/ lives in namespace kaizen::lm: a namespace kaizen::torch would hide ::torch inside kaizen.
+// The decoder families live in namespace kaizen::lm (as torch/ does): a namespace kaizen::torch or kaizen::models
+// would hide ::torch or read oddly at call sites; lm:: names what they are.
 namespace kaizen::lm {
 
 /// Model hyper-parameters, named as in a Hugging Face Llama / Qwen2 config.json.

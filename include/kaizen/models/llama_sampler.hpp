@@ -1,4 +1,4 @@
-// kaizen/torch/llama_sampler.hpp - batched generation from a LlamaModel with its KV cache; models
+// kaizen/models/llama_sampler.hpp - batched generation from a LlamaModel with its KV cache; models
 // kaizen::Sampler.
 //
 // Prompts are left-padded into one batch and run through the model once, filling the KV cache; then
@@ -28,7 +28,7 @@
 #include <kaizen/core/rng.hpp>
 #include <kaizen/core/types.hpp>
 #include <kaizen/tasks/tokenizer.hpp>
-#include <kaizen/torch/llama.hpp>
+#include <kaizen/models/llama.hpp>
 #include <kaizen/torch/logit_transform.hpp>
 
 namespace kaizen::lm {
