@@ -45,15 +45,18 @@ class LlamaSampler {
   }
 
   /// As above, padding with the tokenizer's pad id and decoding every completion into Completion::text with
-  /// it (the tokenizer is copied). Throws kaizen::Error when the tokenizer's vocabulary is larger than the
-  /// model's.
+  /// it. The sampler refers to the tokenizer, as to the model (tokenizers such as BpeTokenizer are not
+  /// copyable): both must outlive it; a temporary tokenizer does not compile. Throws kaizen::Error when the
+  /// tokenizer's vocabulary is larger than the model's.
   template <tasks::Tokenizer Tok>
   LlamaSampler(LlamaModel& model, const Tok& tokenizer, std::int64_t max_batch = 0)
       : LlamaSampler(model, tokenizer.pad_id(), max_batch) {
     KAIZEN_CHECK(tokenizer.vocab_size() <= model.config().vocab_size, "LlamaSampler: the tokenizer has ",
                  tokenizer.vocab_size(), " tokens but the model's vocabulary is ", model.config().vocab_size);
-    decode_ = [tokenizer](std::span<const TokenId> ids) { return std::string(tokenizer.decode(ids)); };
+    decode_ = [&tokenizer](std::span<const TokenId> ids) { return std::string(tokenizer.decode(ids)); };
   }
+  template <tasks::Tokenizer Tok>
+  LlamaSampler(LlamaModel& model, const Tok&& tokenizer, std::int64_t max_batch = 0) = delete;
 
   /// Whether sample() fills Completion::text (a tokenizer was given).
   [[nodiscard]] bool decodes_text() const noexcept { return static_cast<bool>(decode_); }
