@@ -3,11 +3,15 @@
 #pragma once
 
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #ifndef KAIZEN_EXEC_DATA_DIR
 #error "KAIZEN_EXEC_DATA_DIR must name tests/reward/execution/data"
@@ -26,10 +30,21 @@ inline std::string read_file(const std::string& path) {
   return s.str();
 }
 
-/// Builds <build>/<name> from data/shop.sql (a fresh file every call) and returns its path.
+/// Builds <build>/<pid>-<name> from data/shop.sql (a fresh file every call) and returns its path. ctest
+/// runs every test case as its own process, two at a time: a file per process keeps one from rebuilding
+/// the database while another reads it ("database is locked"). The files are removed at exit.
 inline std::string build_shop_db(const std::string& name = "shop.db") {
-  const std::string path = std::string(KAIZEN_EXEC_BUILD_DIR) + "/" + name;
+  static std::vector<std::string> built;
+  static const bool cleanup_registered = [] {
+    std::atexit([] {
+      for (const std::string& file : built) std::remove(file.c_str());
+    });
+    return true;
+  }();
+  (void)cleanup_registered;
+  const std::string path = std::string(KAIZEN_EXEC_BUILD_DIR) + "/" + std::to_string(::getpid()) + "-" + name;
   std::remove(path.c_str());
+  built.push_back(path);
   const std::string sql = read_file(std::string(KAIZEN_EXEC_DATA_DIR) + "/shop.sql");
   sqlite3* db = nullptr;
   if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) throw std::runtime_error("cannot create " + path);
