@@ -31,18 +31,18 @@
 #include <kaizen/models/llama.hpp>
 #include <kaizen/models/llama_sampler.hpp>
 
+#include "loop_test_support.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
+using kaizen_test::check_same_parameters;
+using kaizen_test::kOneThread;
+using kaizen_test::same_parameters;
+using kaizen_test::TempDir;
 using kaizen::Completion;
 using kaizen::Prompt;
 using kaizen::lm::LlamaModel;
-
-/// Single-threaded LibTorch for the whole file: bit-for-bit comparisons need a fixed reduction order.
-const bool kOneThread = [] {
-  torch::set_num_threads(1);
-  return true;
-}();
 
 /// The demo's pieces at test size: character tokenizer, 1- and 2-digit addition, a tiny Llama decoder.
 struct Setup {
@@ -91,56 +91,6 @@ struct DigitFraction {
     return c.tokens.empty() ? 0.0 : digits / static_cast<double>(c.tokens.size());
   }
 };
-
-/// Removes `path` and everything below it with POSIX calls (see test_loop.cpp: the pip LibTorch's
-/// std::filesystem::remove_all crashes on a non-empty directory).
-void remove_tree(const fs::path& path) {
-  struct stat info {};
-  if (::lstat(path.c_str(), &info) != 0) return;
-  if (S_ISDIR(info.st_mode)) {
-    if (DIR* dir = ::opendir(path.c_str())) {
-      std::vector<std::string> names;
-      while (const dirent* entry = ::readdir(dir)) {
-        const std::string name = entry->d_name;
-        if (name != "." && name != "..") names.push_back(name);
-      }
-      ::closedir(dir);
-      for (const std::string& name : names) remove_tree(path / name);
-    }
-    ::rmdir(path.c_str());
-  } else {
-    ::unlink(path.c_str());
-  }
-}
-
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name)
-      : path(fs::temp_directory_path() / ("kaizen_test_prefloop_" + name + "_" + std::to_string(::getpid()))) {
-    remove_tree(path);
-  }
-  ~TempDir() { remove_tree(path); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
-
-void check_same_parameters(LlamaModel& a, LlamaModel& b) {
-  const auto pa = a.named_parameters();
-  const auto pb = b.named_parameters();
-  REQUIRE(pa.size() == pb.size());
-  for (const auto& p : pa) {
-    INFO(p.key());
-    CHECK(torch::equal(p.value(), pb[p.key()]));
-  }
-}
-
-bool same_parameters(LlamaModel& a, LlamaModel& b) {
-  const auto pa = a.parameters();
-  const auto pb = b.parameters();
-  for (std::size_t i = 0; i < pa.size(); ++i)
-    if (!torch::equal(pa[i], pb[i])) return false;
-  return true;
-}
 
 /// Thrown from a metrics callback to stop a run as a crash would.
 struct Stop {};

@@ -33,19 +33,20 @@
 #include <kaizen/models/llama.hpp>
 #include <kaizen/models/llama_sampler.hpp>
 
+#include "loop_test_support.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
+using kaizen_test::check_same_parameters;
+using kaizen_test::kOneThread;
+using kaizen_test::remove_tree;
+using kaizen_test::same_parameters;
+using kaizen_test::TempDir;
 namespace pg = kaizen::policy_gradient;
 using kaizen::Completion;
 using kaizen::Prompt;
 using kaizen::lm::LlamaModel;
-
-/// Single-threaded LibTorch for the whole file: bit-for-bit comparisons need a fixed reduction order.
-const bool kOneThread = [] {
-  torch::set_num_threads(1);
-  return true;
-}();
 
 /// The pieces of the demo, at test size: character tokenizer, 1- and 2-digit addition (two categories
 /// for the curriculum), a Llama decoder small enough to train in seconds.
@@ -100,55 +101,11 @@ struct DigitFraction {
   }
 };
 
-/// Removes `path` and everything below it, with POSIX calls: with the pip LibTorch, the
-/// std::filesystem::remove_all symbols resolve to a copy inside libtorch.so that crashes on a
-/// non-empty directory.
-void remove_tree(const fs::path& path) {
-  struct stat info {};
-  if (::lstat(path.c_str(), &info) != 0) return;
-  if (S_ISDIR(info.st_mode)) {
-    if (DIR* dir = ::opendir(path.c_str())) {
-      std::vector<std::string> names;
-      while (const dirent* entry = ::readdir(dir)) {
-        const std::string name = entry->d_name;
-        if (name != "." && name != "..") names.push_back(name);
-      }
-      ::closedir(dir);
-      for (const std::string& name : names) remove_tree(path / name);
-    }
-    ::rmdir(path.c_str());
-  } else {
-    ::unlink(path.c_str());
-  }
-}
-
-/// A per-run scratch directory, removed before and after.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name)
-      : path(fs::temp_directory_path() / ("kaizen_test_loop_" + name + "_" + std::to_string(::getpid()))) {
-    remove_tree(path);
-  }
-  ~TempDir() { remove_tree(path); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
-
 /// The metrics record without its wall-clock fields (the only ones allowed to differ between runs).
 nlohmann::json without_timing(nlohmann::json m) {
   m.erase("sample_seconds");
   m.erase("train_seconds");
   return m;
-}
-
-void check_same_parameters(LlamaModel& a, LlamaModel& b) {
-  const auto pa = a.named_parameters();
-  const auto pb = b.named_parameters();
-  REQUIRE(pa.size() == pb.size());
-  for (const auto& p : pa) {
-    INFO(p.key());
-    CHECK(torch::equal(p.value(), pb[p.key()]));
-  }
 }
 
 /// Per-step metrics of the resumed run equal the uninterrupted run's; the fields that must be present

@@ -33,18 +33,19 @@
 #include <kaizen/models/llama.hpp>
 #include <kaizen/models/llama_sampler.hpp>
 
+#include "loop_test_support.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
+using kaizen_test::check_same_parameters;
+using kaizen_test::kOneThread;
+using kaizen_test::same_parameters;
+using kaizen_test::TempDir;
 using kaizen::Completion;
 using kaizen::Prompt;
 using kaizen::TokenId;
 using kaizen::lm::LlamaModel;
-
-const bool kOneThread = [] {
-  torch::set_num_threads(1);
-  return true;
-}();
 
 struct Setup {
   kaizen::tasks::CharTokenizer tokenizer;
@@ -101,57 +102,10 @@ struct DigitFraction {
   }
 };
 
-void remove_tree(const fs::path& path) {
-  struct stat info {};
-  if (::lstat(path.c_str(), &info) != 0) return;
-  if (S_ISDIR(info.st_mode)) {
-    if (DIR* dir = ::opendir(path.c_str())) {
-      std::vector<std::string> names;
-      while (const dirent* entry = ::readdir(dir)) {
-        const std::string name = entry->d_name;
-        if (name != "." && name != "..") names.push_back(name);
-      }
-      ::closedir(dir);
-      for (const std::string& name : names) remove_tree(path / name);
-    }
-    ::rmdir(path.c_str());
-  } else {
-    ::unlink(path.c_str());
-  }
-}
-
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name)
-      : path(fs::temp_directory_path() / ("kaizen_test_self_training_" + name + "_" + std::to_string(::getpid()))) {
-    remove_tree(path);
-  }
-  ~TempDir() { remove_tree(path); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
-
 nlohmann::json without_timing(nlohmann::json m) {
   m.erase("grow_seconds");
   m.erase("sft_seconds");
   return m;
-}
-
-void check_same_parameters(LlamaModel& a, LlamaModel& b) {
-  const auto pa = a.named_parameters();
-  const auto pb = b.named_parameters();
-  REQUIRE(pa.size() == pb.size());
-  for (const auto& p : pa) {
-    INFO(p.key());
-    CHECK(torch::equal(p.value(), pb[p.key()]));
-  }
-}
-
-bool same_parameters(LlamaModel& a, LlamaModel& b) {
-  const auto pa = a.parameters(), pb = b.parameters();
-  for (std::size_t i = 0; i < pa.size(); ++i)
-    if (!torch::equal(pa[i], pb[i])) return false;
-  return true;
 }
 
 kaizen::loop::SelfTrainingConfig engine(const Setup& s, const fs::path& dir) {
