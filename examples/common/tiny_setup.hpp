@@ -1,7 +1,7 @@
 // tiny_setup.hpp - what the sharpening, length_reward and sec_curriculum examples share with
 // grpo_demo: the character tokenizer, the tiny Llama, the supervised warm start that stops once a probe
-// of training problems reaches a pass@1 target, parameter snapshots (to start several runs from one
-// warm start), and held-out measurements (pass@1, length of the correct answers).
+// of training problems reaches a pass@1 target (several runs start from one warm start through
+// loop::take_snapshot / restore_snapshot), and held-out measurements (pass@1, length of the correct answers).
 #pragma once
 
 #include <cmath>
@@ -44,19 +44,6 @@ struct ModelOptions {
   config.num_key_value_heads = o.kv_heads;
   config.max_position_embeddings = o.context;
   return config;
-}
-
-/// Copies of every parameter (to start several runs from one warm start).
-[[nodiscard]] inline std::vector<torch::Tensor> snapshot(kaizen::lm::LlamaModel& model) {
-  std::vector<torch::Tensor> out;
-  for (const torch::Tensor& p : model.parameters()) out.push_back(p.detach().clone());
-  return out;
-}
-
-inline void restore(kaizen::lm::LlamaModel& model, const std::vector<torch::Tensor>& snap) {
-  torch::NoGradGuard no_grad;
-  const auto params = model.parameters();
-  for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(snap[i]);
 }
 
 /// Supervised warm start on `target(problem)` completions until a probe of 128 training problems

@@ -83,7 +83,7 @@ int run(const Options& o) {
   };
   const std::int64_t sft_steps = tiny::warm_start(model, sampler, verifier, split, tokenizer, sampling, collate,
                                                   o.warm_start_target, o.sft_steps, 3e-3, o.seed, target, jsonl);
-  const std::vector<torch::Tensor> warm = tiny::snapshot(model);
+  const kaizen::loop::ParameterSnapshot warm = kaizen::loop::take_snapshot(model);
   auto measure = [&](std::uint64_t seed) {
     SamplingParams params = sampling;
     params.seed = seed;
@@ -109,7 +109,7 @@ int run(const Options& o) {
   std::vector<double> length_plain, length_with;
   tiny::HeldOut after_plain, after_with;
   for (const bool with_length : {false, true}) {
-    tiny::restore(model, warm);
+    kaizen::loop::restore_snapshot(model, warm);
     torch::manual_seed(o.seed + 1);
     const char* name = with_length ? "grpo+length" : "grpo";
     std::vector<double>& lengths = with_length ? length_with : length_plain;

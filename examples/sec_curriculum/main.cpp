@@ -78,7 +78,7 @@ int run(const Options& o) {
   const std::int64_t sft_steps = tiny::warm_start(
       model, sampler, verifier, split, tokenizer, sampling, collate, o.warm_start_target, o.sft_steps, 3e-3, o.seed,
       [&](const tasks::Problem& p, Rng&) { return tasks::answer_tokens(p, tokenizer); }, jsonl);
-  const std::vector<torch::Tensor> warm = tiny::snapshot(model);
+  const kaizen::loop::ParameterSnapshot warm = kaizen::loop::take_snapshot(model);
   auto eval = [&](std::uint64_t seed) {
     SamplingParams params = sampling;
     params.seed = seed;
@@ -104,7 +104,7 @@ int run(const Options& o) {
                           .learning_rate = o.lr, .warmup_steps = o.warmup, .sampling = sampling, .seed = seed,
                           .collate = collate};
     for (const bool with_sec : {false, true}) {
-      tiny::restore(model, warm);
+      kaizen::loop::restore_snapshot(model, warm);
       torch::manual_seed(seed);
       const char* name = with_sec ? "sec" : "uniform";
       auto log = [&](const nlohmann::json& m) {

@@ -32,6 +32,7 @@
 #include <kaizen/loop/metrics.hpp>
 #include <kaizen/loop/self_rewarding.hpp>
 #include <kaizen/loop/sft.hpp>
+#include <kaizen/loop/snapshot.hpp>
 #include <kaizen/tasks/arithmetic.hpp>
 #include <kaizen/tasks/problem.hpp>
 #include <kaizen/tasks/tokenizer.hpp>
@@ -62,12 +63,6 @@ struct Options {
   int threads = 1;
   std::uint64_t seed = 1;
 };
-
-void copy_parameters(kaizen::lm::LlamaModel& to, const std::vector<torch::Tensor>& from) {
-  torch::NoGradGuard no_grad;
-  const auto params = to.parameters();
-  for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(from[i]);
-}
 
 int run(const Options& o) {
   using namespace kaizen;
@@ -153,9 +148,8 @@ int run(const Options& o) {
     return loop::evaluate(sampler, verifier, std::span<const Prompt>(probe), 2, params, extract).pass_at_1 >= o.warm_start_target;
   };
   loop::supervised_finetune(model, examples, sft, [&](const nlohmann::json& m) { jsonl(m); });
-  std::vector<torch::Tensor> warm;
-  for (const auto& p : model.parameters()) warm.push_back(p.detach().clone());
-  copy_parameters(anchor, warm);
+  const loop::ParameterSnapshot warm = loop::take_snapshot(model);
+  loop::restore_snapshot(anchor, warm);
   const double before = evaluate("warm_start", 0);
 
   auto make_judge = [&] {
@@ -227,7 +221,7 @@ int run(const Options& o) {
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                  static_cast<long long>(judge.unparsable()));
   }
-  copy_parameters(model, warm);
+  loop::restore_snapshot(model, warm);
   {
     auto judge = make_judge();
     const auto t0 = std::chrono::steady_clock::now();

@@ -87,8 +87,8 @@ int run(const Options& o) {
   const std::int64_t warm_steps = tiny::warm_start(
       model, sampler, verifier, split, tokenizer, sampling, collate, o.warm_start_target, o.warm_start_steps, 3e-3,
       o.seed, [&](const tasks::Problem& p, Rng&) { return tasks::answer_tokens(p, tokenizer); }, jsonl);
-  const std::vector<torch::Tensor> warm = tiny::snapshot(model);
-  tiny::restore(base, warm);
+  const kaizen::loop::ParameterSnapshot warm = kaizen::loop::take_snapshot(model);
+  kaizen::loop::restore_snapshot(base, warm);
 
   auto measure = [&]() {
     Stage s;
@@ -127,7 +127,7 @@ int run(const Options& o) {
   Stage after_sharpen, after_control;
   loop::SftSharpeningResult sharpen_result, control_result;
   for (const bool sharpen : {true, false}) {
-    tiny::restore(model, warm);
+    kaizen::loop::restore_snapshot(model, warm);
     torch::manual_seed(o.seed + 7);
     Curve& curve = sharpen ? sharpen_curve : control_curve;
     curve.x.push_back(0.0);
