@@ -18,7 +18,7 @@ log() { echo "[kaizen setup] $*" >&2; }
 
 debian_packages=(build-essential cmake ninja-build git python3 python3-venv python3-pip
                  libeigen3-dev librange-v3-dev catch2 libbenchmark-dev ccache
-                 nlohmann-json3-dev libcli11-dev pkg-config libginac-dev libsqlite3-dev libpcre2-dev
+                 nlohmann-json3-dev libcli11-dev pkg-config libginac-dev libsqlite3-dev libpcre2-dev libgloo-dev
                  bubblewrap clang-14 libclang-rt-14-dev)
 missing=()
 for p in "${debian_packages[@]}"; do
