@@ -1,12 +1,14 @@
-// tiny_setup.hpp - what the sharpening, length_reward and sec_curriculum examples share with
-// grpo_demo: the character tokenizer, the tiny Llama, the supervised warm start that stops once a probe
+// tiny_setup.hpp - what the examples on the embedded tasks share: the start and the closing lines of a run,
+// the character tokenizer's held-out prompts, the tiny Llama, the supervised warm start that stops once a probe
 // of training problems reaches a pass@1 target (several runs start from one warm start through
 // loop::take_snapshot / restore_snapshot), and held-out measurements (pass@1, length of the correct answers).
 #pragma once
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <span>
@@ -24,6 +26,33 @@
 #include <kaizen/models/llama_sampler.hpp>
 
 namespace tiny {
+
+/// Starts an example's run: LibTorch's thread count and seed, the output folder. Returns the start time.
+inline std::chrono::steady_clock::time_point begin_run(const std::string& out_dir, int threads, std::uint64_t seed) {
+  torch::set_num_threads(threads);
+  torch::manual_seed(seed);
+  std::filesystem::create_directories(out_dir);
+  return std::chrono::steady_clock::now();
+}
+
+[[nodiscard]] inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+/// The lines every example ends with: its run time and where its metrics and plot are.
+inline void print_outputs(double seconds, const std::string& out_dir, const std::string& plot_path) {
+  std::printf("run time %.1f s\nmetrics: %s\nplot:    %s\n", seconds,
+              (std::filesystem::path(out_dir) / "metrics.jsonl").string().c_str(), plot_path.c_str());
+}
+
+/// The split's held-out problems as prompts.
+template <class Task>
+[[nodiscard]] std::vector<kaizen::Prompt> held_out_prompts(const kaizen::tasks::HeldOutSplit<Task>& split,
+                                                           const kaizen::tasks::CharTokenizer& tokenizer) {
+  std::vector<kaizen::Prompt> out;
+  for (const auto& p : split.held_out()) out.push_back(kaizen::tasks::make_prompt(p, tokenizer));
+  return out;
+}
 
 struct ModelOptions {
   int hidden_size = 64;

@@ -29,11 +29,14 @@
 #include <kaizen/loop/judges.hpp>
 #include <kaizen/loop/metrics.hpp>
 #include <kaizen/loop/sft.hpp>
+#include <kaizen/loop/snapshot.hpp>
 #include <kaizen/tasks/arithmetic.hpp>
 #include <kaizen/tasks/problem.hpp>
 #include <kaizen/tasks/tokenizer.hpp>
 #include <kaizen/models/llama.hpp>
 #include <kaizen/models/llama_sampler.hpp>
+
+#include <common/tiny_setup.hpp>
 
 namespace {
 
@@ -61,26 +64,16 @@ struct Options {
 
 int run(const Options& o) {
   using namespace kaizen;
-  torch::set_num_threads(o.threads);
-  torch::manual_seed(o.seed);
-  std::filesystem::create_directories(o.out_dir);
-  const auto t_start = std::chrono::steady_clock::now();
+  const auto t_start = tiny::begin_run(o.out_dir, o.threads, o.seed);
   const tasks::CharTokenizer tokenizer;
   const tasks::Arithmetic task({.min_digits = 2, .max_digits = 2, .operators = "+"});
   const tasks::HeldOutSplit<tasks::Arithmetic> split(task, static_cast<std::size_t>(o.eval_prompts), o.seed + 1000);
-  std::vector<Prompt> held_out, pool;
-  for (const auto& p : split.held_out()) held_out.push_back(tasks::make_prompt(p, tokenizer));
+  const std::vector<Prompt> held_out = tiny::held_out_prompts(split, tokenizer);
+  std::vector<Prompt> pool;
   Rng pool_rng(o.seed + 4000);
   for (int i = 0; i < o.pool; ++i) pool.push_back(tasks::make_prompt(split.train(-1, pool_rng), tokenizer));
 
-  lm::LlamaConfig config;
-  config.vocab_size = tokenizer.vocab_size();
-  config.hidden_size = o.hidden_size;
-  config.intermediate_size = (o.hidden_size * 8 / 3 + 15) / 16 * 16;
-  config.num_hidden_layers = o.layers;
-  config.num_attention_heads = 4;
-  config.num_key_value_heads = 2;
-  config.max_position_embeddings = 32;
+  const lm::LlamaConfig config = tiny::llama_config(tokenizer, {.hidden_size = o.hidden_size, .layers = o.layers});
   lm::LlamaModel model(config), reference(config);
   lm::LlamaSampler sampler(model, tokenizer);
   tasks::TaskVerifier<tasks::Arithmetic, tasks::CharTokenizer> verifier{&task, &tokenizer};
@@ -130,8 +123,7 @@ int run(const Options& o) {
     return loop::evaluate(sampler, verifier, std::span<const Prompt>(probe), 2, params, extract).pass_at_1 >= o.warm_start_target;
   };
   loop::supervised_finetune(model, examples, sft, [&](const nlohmann::json& m) { jsonl(m); });
-  std::vector<torch::Tensor> warm;
-  for (const auto& p : model.parameters()) warm.push_back(p.detach().clone());
+  const loop::ParameterSnapshot warm = loop::take_snapshot(model);
   const double before = evaluate("warm_start", 0);
   std::fprintf(stderr, "warm start: %lld SFT steps; held-out pass@1 %.3f\n", static_cast<long long>(sft_done), before);
 
@@ -170,15 +162,11 @@ int run(const Options& o) {
       }
     });
     std::fprintf(stderr, "%s: %.1f s\n", name.c_str(),
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+                 tiny::seconds_since(t0));
     return curve;
   };
   const Curve online = train("iterative", dpo);
-  {
-    torch::NoGradGuard no_grad;
-    const auto params = model.parameters();
-    for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(warm[i]);
-  }
+  loop::restore_snapshot(model, warm);
   loop::PreferenceLoopConfig offline = dpo;
   offline.iterations = 1;
   offline.prompts_per_iteration = static_cast<std::int64_t>(o.iterations) * o.prompts;
@@ -191,14 +179,13 @@ int run(const Options& o) {
   chart.add_series("offline DPO (pairs from the warm start only)", baseline.x, baseline.y);
   const std::string plot_path = (std::filesystem::path(o.out_dir) / "curve.svg").string();
   chart.write(plot_path);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  const double seconds = tiny::seconds_since(t_start);
   jsonl({{"event", "summary"}, {"pass_at_1_before", before}, {"pass_at_1_iterative", online.y.back()},
          {"pass_at_1_offline", baseline.y.back()}, {"seconds", seconds}});
   std::printf("held-out pass@1: warm start %.3f -> iterative DPO %.3f (%+.1f points); offline DPO baseline %.3f (%+.1f points)\n",
               before, online.y.back(), 100.0 * (online.y.back() - before), baseline.y.back(),
               100.0 * (baseline.y.back() - before));
-  std::printf("run time %.1f s\nmetrics: %s\nplot:    %s\n", seconds,
-              (std::filesystem::path(o.out_dir) / "metrics.jsonl").string().c_str(), plot_path.c_str());
+  tiny::print_outputs(seconds, o.out_dir, plot_path);
   return 0;
 }
 

@@ -54,15 +54,11 @@ struct Options {
 
 int run(const Options& o) {
   using namespace kaizen;
-  torch::set_num_threads(o.threads);
-  torch::manual_seed(o.seed);
-  std::filesystem::create_directories(o.out_dir);
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = tiny::begin_run(o.out_dir, o.threads, o.seed);
   const tasks::Arithmetic task({.min_digits = 2, .max_digits = 2, .operators = "+"});
   const tasks::CharTokenizer tokenizer;
   const tasks::HeldOutSplit<tasks::Arithmetic> split(task, static_cast<std::size_t>(o.eval_prompts), o.seed + 1000);
-  std::vector<Prompt> held_out;
-  for (const auto& p : split.held_out()) held_out.push_back(tasks::make_prompt(p, tokenizer));
+  const std::vector<Prompt> held_out = tiny::held_out_prompts(split, tokenizer);
   const lm::LlamaConfig config = tiny::llama_config(tokenizer, {});
   lm::LlamaModel model(config);
   lm::LlamaSampler sampler(model, tokenizer);
@@ -130,7 +126,7 @@ int run(const Options& o) {
     (with_length ? after_with : after_plain) = after;
     jsonl({{"event", "run"}, {"run", name}, {"held_out", after.to_json()}});
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds = tiny::seconds_since(t0);
   jsonl({{"event", "summary"}, {"before", before.to_json()}, {"grpo", after_plain.to_json()},
          {"grpo_length", after_with.to_json()}, {"seconds", seconds}});
 
@@ -149,8 +145,7 @@ int run(const Options& o) {
   std::printf("length reward vs GRPO: pass@1 %+.1f points, correct answers %+.2f tokens\n",
               100.0 * (after_with.pass_at_1 - after_plain.pass_at_1),
               after_with.mean_correct_length - after_plain.mean_correct_length);
-  std::printf("run time %.1f s\nmetrics: %s\nplot:    %s\n", seconds,
-              (std::filesystem::path(o.out_dir) / "metrics.jsonl").string().c_str(), plot_path.c_str());
+  tiny::print_outputs(seconds, o.out_dir, plot_path);
   return 0;
 }
 

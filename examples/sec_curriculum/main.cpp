@@ -54,15 +54,11 @@ struct Options {
 
 int run(const Options& o) {
   using namespace kaizen;
-  torch::set_num_threads(o.threads);
-  torch::manual_seed(o.seed);
-  std::filesystem::create_directories(o.out_dir);
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = tiny::begin_run(o.out_dir, o.threads, o.seed);
   const tasks::Mixture task({.min_digits = 1, .max_digits = 2, .operators = "+-", .min_numbers = 2, .max_numbers = 3});
   const tasks::CharTokenizer tokenizer;
   const tasks::HeldOutSplit<tasks::Mixture> split(task, static_cast<std::size_t>(o.eval_prompts), o.seed + 1000);
-  std::vector<Prompt> held_out;
-  for (const auto& p : split.held_out()) held_out.push_back(tasks::make_prompt(p, tokenizer));
+  const std::vector<Prompt> held_out = tiny::held_out_prompts(split, tokenizer);
   const lm::LlamaConfig config = tiny::llama_config(tokenizer, {});
   lm::LlamaModel model(config);
   lm::LlamaSampler sampler(model, tokenizer);
@@ -147,7 +143,7 @@ int run(const Options& o) {
     wins += sec_pass[i] >= uniform_pass[i] ? 1 : 0;
   }
   const auto [dm, ds] = tiny::mean_sd(diff);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds = tiny::seconds_since(t0);
   jsonl({{"event", "summary"}, {"seeds", o.seeds}, {"steps", o.steps}, {"prompts", o.prompts}, {"group_size", o.group_size},
          {"pass_at_1_before", before.pass_at_1}, {"uniform_mean", um}, {"uniform_sd", us}, {"sec_mean", sm},
          {"sec_sd", ss}, {"diff_mean", dm}, {"diff_sd", ds}, {"sec_ge_uniform", wins}, {"seconds", seconds}});
@@ -163,8 +159,7 @@ int run(const Options& o) {
   std::printf("held-out pass@1 after the warm start: %.3f\n", before.pass_at_1);
   std::printf("uniform: %.3f +- %.3f   SEC: %.3f +- %.3f   (mean +- sample std over %d seeds)\n", um, us, sm, ss, o.seeds);
   std::printf("SEC - uniform (paired by seed): %+.3f +- %.3f; SEC >= uniform in %d of %d seeds\n", dm, ds, wins, o.seeds);
-  std::printf("run time %.1f s\nmetrics: %s\nplot:    %s\n", seconds,
-              (std::filesystem::path(o.out_dir) / "metrics.jsonl").string().c_str(), plot_path.c_str());
+  tiny::print_outputs(seconds, o.out_dir, plot_path);
   return 0;
 }
 

@@ -39,6 +39,8 @@
 #include <kaizen/models/llama.hpp>
 #include <kaizen/models/llama_sampler.hpp>
 
+#include <common/tiny_setup.hpp>
+
 namespace {
 
 struct Options {
@@ -66,26 +68,16 @@ struct Options {
 
 int run(const Options& o) {
   using namespace kaizen;
-  torch::set_num_threads(o.threads);
-  torch::manual_seed(o.seed);
-  std::filesystem::create_directories(o.out_dir);
-  const auto t_start = std::chrono::steady_clock::now();
+  const auto t_start = tiny::begin_run(o.out_dir, o.threads, o.seed);
   const tasks::CharTokenizer tokenizer;
   const tasks::Arithmetic task({.min_digits = 2, .max_digits = 2, .operators = "+"});
   const tasks::HeldOutSplit<tasks::Arithmetic> split(task, static_cast<std::size_t>(o.eval_prompts), o.seed + 1000);
-  std::vector<Prompt> held_out, pool;
-  for (const auto& p : split.held_out()) held_out.push_back(tasks::make_prompt(p, tokenizer));
+  const std::vector<Prompt> held_out = tiny::held_out_prompts(split, tokenizer);
+  std::vector<Prompt> pool;
   Rng pool_rng(o.seed + 4000);
   for (int i = 0; i < o.pool; ++i) pool.push_back(tasks::make_prompt(split.train(-1, pool_rng), tokenizer));
 
-  lm::LlamaConfig config;
-  config.vocab_size = tokenizer.vocab_size();
-  config.hidden_size = o.hidden_size;
-  config.intermediate_size = (o.hidden_size * 8 / 3 + 15) / 16 * 16;
-  config.num_hidden_layers = o.layers;
-  config.num_attention_heads = 4;
-  config.num_key_value_heads = 2;
-  config.max_position_embeddings = 32;
+  const lm::LlamaConfig config = tiny::llama_config(tokenizer, {.hidden_size = o.hidden_size, .layers = o.layers});
   lm::LlamaModel model(config), reference(config), anchor(config);
   lm::LlamaSampler sampler(model, tokenizer), anchor_sampler(anchor, tokenizer);
   tasks::TaskVerifier<tasks::Arithmetic, tasks::CharTokenizer> verifier{&task, &tokenizer};
@@ -218,7 +210,7 @@ int run(const Options& o) {
     const auto t0 = std::chrono::steady_clock::now();
     (void)loop::self_rewarding(model, reference, sampler, judge, std::span<const Prompt>(pool), c, record("self_rewarding", plain));
     std::fprintf(stderr, "self-rewarding: %.1f s, %lld unparsable verdicts\n",
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                 tiny::seconds_since(t0),
                  static_cast<long long>(judge.unparsable()));
   }
   loop::restore_snapshot(model, warm);
@@ -228,7 +220,7 @@ int run(const Options& o) {
     (void)loop::temporal_self_rewarding(model, reference, sampler, anchor_sampler, judge, std::span<const Prompt>(pool), c,
                                         {}, record("temporal", temporal));
     std::fprintf(stderr, "temporal self-rewarding: %.1f s, %lld unparsable verdicts\n",
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                 tiny::seconds_since(t0),
                  static_cast<long long>(judge.unparsable()));
   }
 
@@ -238,7 +230,7 @@ int run(const Options& o) {
   chart.add_series("Temporal SR (anchored rejection + future-guided chosen)", temporal.it, temporal.gap);
   const std::string plot_path = (std::filesystem::path(o.out_dir) / "gap.svg").string();
   chart.write(plot_path);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  const double seconds = tiny::seconds_since(t_start);
   std::printf("iteration | gap: self-rewarding  temporal | held-out pass@1: self-rewarding  temporal   (warm start %.3f)\n", before);
   for (std::size_t i = 0; i < plain.it.size() && i < temporal.it.size(); ++i)
     std::printf("%9d | %19.3f %9.3f | %32.3f %9.3f\n", static_cast<int>(plain.it[i]), plain.gap[i], temporal.gap[i],
@@ -246,8 +238,7 @@ int run(const Options& o) {
   jsonl({{"event", "summary"}, {"pass_at_1_before", before}, {"gap_self_rewarding", plain.gap},
          {"gap_temporal", temporal.gap}, {"pass_at_1_self_rewarding", plain.pass}, {"pass_at_1_temporal", temporal.pass},
          {"seconds", seconds}});
-  std::printf("run time %.1f s\nmetrics: %s\nplot:    %s\n", seconds,
-              (std::filesystem::path(o.out_dir) / "metrics.jsonl").string().c_str(), plot_path.c_str());
+  tiny::print_outputs(seconds, o.out_dir, plot_path);
   return 0;
 }
 

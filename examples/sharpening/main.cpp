@@ -63,15 +63,11 @@ struct Stage {
 
 int run(const Options& o) {
   using namespace kaizen;
-  torch::set_num_threads(o.threads);
-  torch::manual_seed(o.seed);
-  std::filesystem::create_directories(o.out_dir);
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = tiny::begin_run(o.out_dir, o.threads, o.seed);
   const tasks::Arithmetic task({.min_digits = 2, .max_digits = 2, .operators = "+"});
   const tasks::CharTokenizer tokenizer;
   const tasks::HeldOutSplit<tasks::Arithmetic> split(task, static_cast<std::size_t>(o.eval_prompts), o.seed + 1000);
-  std::vector<Prompt> held_out;
-  for (const auto& p : split.held_out()) held_out.push_back(tasks::make_prompt(p, tokenizer));
+  const std::vector<Prompt> held_out = tiny::held_out_prompts(split, tokenizer);
   const lm::LlamaConfig config = tiny::llama_config(tokenizer, {});
   lm::LlamaModel model(config), base(config);
   lm::LlamaSampler sampler(model, tokenizer);
@@ -157,7 +153,7 @@ int run(const Options& o) {
     (sharpen ? sharpen_result : control_result) = loop::sft_sharpening(model, sampler, std::span<const Prompt>(train), cfg, log);
     (sharpen ? after_sharpen : after_control) = measure();
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds = tiny::seconds_since(t0);
   jsonl({{"event", "summary"}, {"before", before.to_json()}, {"sft_sharpening", after_sharpen.to_json()},
          {"self_distillation", after_control.to_json()},
          {"selected_loglik", sharpen_result.mean_selected_loglik}, {"sample_loglik", sharpen_result.mean_sample_loglik},
@@ -190,8 +186,7 @@ int run(const Options& o) {
               100.0 * (after_sharpen.greedy_accuracy - before.greedy_accuracy),
               after_control.greedy_self_loglik - before.greedy_self_loglik,
               100.0 * (after_control.greedy_accuracy - before.greedy_accuracy));
-  std::printf("run time %.1f s\nmetrics: %s\nplot:    %s\n", seconds,
-              (std::filesystem::path(o.out_dir) / "metrics.jsonl").string().c_str(), plot_path.c_str());
+  tiny::print_outputs(seconds, o.out_dir, plot_path);
   return 0;
 }
 
