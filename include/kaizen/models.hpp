@@ -7,3 +7,4 @@
 #include <kaizen/models/llama.hpp>
 #include <kaizen/models/llama_sampler.hpp>
 #include <kaizen/models/pretrained.hpp>
+#include <kaizen/models/value_head.hpp>

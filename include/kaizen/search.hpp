@@ -13,5 +13,6 @@
 #include <kaizen/search/merge.hpp>
 #include <kaizen/search/problem.hpp>
 #include <kaizen/search/process_reward_adapter.hpp>
+#include <kaizen/search/self_prm.hpp>
 #include <kaizen/search/trace.hpp>
 #include <kaizen/search/tree.hpp>
