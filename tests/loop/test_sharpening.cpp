@@ -3,20 +3,32 @@
 // (p = (0.5, 0.3, 0.2), beta = 1 => pi* = (0.658, 0.237, 0.105)); the closed form
 // pi* ∝ p^(1 + 1/beta) reached by (a) exact policy-gradient ascent with RlSharpeningReward and
 // (b) the real GRPO loop sampling from the policy with RlSharpeningReward; SFT-sharpening picks the
-// mode and raises its probability.
+// mode and raises its probability; SFT-sharpening stopped mid-SFT and resumed from its checkpoint (into a
+// model with other weights) ends bit-equal, parameters and metrics, to the run that never stopped.
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <numeric>
 #include <span>
+#include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <kaizen/core/rng.hpp>
+#include <kaizen/loop/checkpoint.hpp>
 #include <kaizen/loop/grpo.hpp>
 #include <kaizen/loop/sharpening.hpp>
+#include <kaizen/models/llama.hpp>
+#include <kaizen/models/llama_sampler.hpp>
 #include <kaizen/policy_gradient/options.hpp>
+#include <kaizen/tasks/arithmetic.hpp>
+#include <kaizen/tasks/problem.hpp>
+#include <kaizen/tasks/tokenizer.hpp>
+
+#include "loop_test_support.hpp"
 
 using namespace kaizen;
 using Catch::Contains;
@@ -224,4 +236,129 @@ TEST_CASE("sharpening rejects bad input with the values", "[sharpening]") {
   CHECK_THROWS_WITH(reward(prompts, c), Contains("RlSharpeningReward: beta must be finite and > 0, got 0"));
   loop::RlSharpeningReward<Categorical> unset{};
   CHECK_THROWS_WITH(unset(prompts, c), Contains("the policy and the base must both be set"));
+}
+
+namespace {
+
+/// A tiny Llama on 1-digit addition: samples differ from prompt to prompt, so the selected pairs and the
+/// SFT batches drawn from them matter to the result.
+struct TinySetup {
+  tasks::CharTokenizer tokenizer;
+  tasks::Arithmetic task{{.min_digits = 1, .max_digits = 1, .operators = "+"}};
+
+  [[nodiscard]] lm::LlamaModel model(std::uint64_t seed) const {
+    lm::LlamaConfig c;
+    c.vocab_size = tokenizer.vocab_size();
+    c.hidden_size = 32;
+    c.intermediate_size = 64;
+    c.num_hidden_layers = 1;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 2;
+    c.max_position_embeddings = 16;
+    torch::manual_seed(seed);
+    return lm::LlamaModel(c);
+  }
+  [[nodiscard]] loop::SftSharpeningConfig config(const std::filesystem::path& dir) const {
+    loop::SftSharpeningConfig c{.samples_per_prompt = 4,
+                                .sft = {.steps = 9, .batch_size = 6, .learning_rate = 3e-3, .seed = 17,
+                                        .collate = {.pad_id = tokenizer.pad_id(), .vocab_size = tokenizer.vocab_size(),
+                                                    .max_length = 16}}};
+    c.sampling.temperature = 1.0;
+    c.sampling.max_new_tokens = 3;
+    c.sampling.stop_tokens = {tokenizer.eos_id()};
+    c.sampling.seed = 5;
+    c.checkpoint_every = 2;
+    c.checkpoint_dir = dir;
+    return c;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("SFT-sharpening resumed mid-SFT continues exactly like the uninterrupted run", "[sharpening][resume]") {
+  REQUIRE(kaizen_test::kOneThread);
+  const TinySetup s;
+  Rng prompt_rng(3);
+  std::vector<Prompt> prompts;
+  for (int i = 0; i < 12; ++i) prompts.push_back(tasks::make_prompt(s.task.generate(-1, prompt_rng), s.tokenizer));
+
+  kaizen_test::TempDir full_dir("sft_sharpening_full");
+  lm::LlamaModel full = s.model(5);
+  lm::LlamaSampler full_sampler(full, s.tokenizer.pad_id());
+  std::vector<nlohmann::json> expected;
+  const auto want = loop::sft_sharpening(full, full_sampler, std::span<const Prompt>(prompts), s.config(full_dir.path),
+                                         [&](const nlohmann::json& m) { expected.push_back(m); });
+  REQUIRE(want.sft_steps == 9);
+  REQUIRE_FALSE(want.stopped);
+  REQUIRE(expected.size() == 10);  // the selection, then 9 SFT steps
+  // the selection is not trivial: the kept completions differ, so the batch draws matter
+  std::size_t distinct = 0;
+  for (std::size_t i = 1; i < want.selected.size(); ++i)
+    distinct += want.selected[i].completion.tokens != want.selected[0].completion.tokens ? 1 : 0;
+  REQUIRE(distinct > 0);
+
+  for (std::int64_t stop : {1, 4, 7}) {  // 1 and 7 fall between checkpoints, 4 on one
+    INFO("interrupted after SFT step " << stop);
+    kaizen_test::TempDir dir("sft_sharpening_stop");
+    lm::LlamaModel first = s.model(5);
+    lm::LlamaSampler first_sampler(first, s.tokenizer.pad_id());
+    auto c = s.config(dir.path);
+    c.stop_after_sft_steps = stop;
+    std::vector<nlohmann::json> events;
+    const auto stopped = loop::sft_sharpening(first, first_sampler, std::span<const Prompt>(prompts), c,
+                                              [&](const nlohmann::json& m) { events.push_back(m); });
+    REQUIRE(stopped.stopped);
+    CHECK(stopped.sft_steps == stop);
+    lm::LlamaModel resumed = s.model(99);  // other weights: everything must come from the checkpoint
+    CHECK_FALSE(kaizen_test::same_parameters(resumed, full));
+    lm::LlamaSampler resumed_sampler(resumed, s.tokenizer.pad_id());
+    auto r = s.config(dir.path);
+    r.resume_from = dir.path;
+    const std::size_t before_resume = events.size();
+    const auto rest = loop::sft_sharpening(resumed, resumed_sampler, std::span<const Prompt>(prompts), r,
+                                           [&](const nlohmann::json& m) { events.push_back(m); });
+    CHECK_FALSE(rest.stopped);
+    CHECK(rest.sft_steps == 9);
+    CHECK(events.size() - before_resume == static_cast<std::size_t>(9 - stop));  // no new selection
+    kaizen_test::check_same_parameters(full, resumed);
+    REQUIRE(events.size() == expected.size());
+    for (std::size_t i = 0; i < events.size(); ++i) CHECK(events[i] == expected[i]);
+    CHECK(rest.final_loss == want.final_loss);
+    CHECK(rest.mean_selected_loglik == want.mean_selected_loglik);
+    CHECK(rest.mean_sample_loglik == want.mean_sample_loglik);
+    REQUIRE(rest.selected.size() == want.selected.size());
+    for (std::size_t i = 0; i < rest.selected.size(); ++i) {
+      CHECK(rest.selected[i].prompt == want.selected[i].prompt);
+      CHECK(rest.selected[i].completion.tokens == want.selected[i].completion.tokens);
+    }
+  }
+}
+
+TEST_CASE("SFT-sharpening rejects bad checkpoint settings and a checkpoint of another loop", "[sharpening][resume]") {
+  Categorical policy(kBase);
+  CategoricalSampler sampler{&policy};
+  const std::vector<Prompt> prompts(2, Prompt{.tokens = {0}});
+  loop::SftSharpeningConfig config{.samples_per_prompt = 2, .sft = {.steps = 2, .collate = {.vocab_size = 3}}};
+  config.checkpoint_every = 1;
+  CHECK_THROWS_WITH(loop::sft_sharpening(policy, sampler, prompts, config), Contains("checkpoint_every > 0 needs a checkpoint_dir"));
+  config.checkpoint_every = 0;
+  config.stop_after_sft_steps = 1;
+  CHECK_THROWS_WITH(loop::sft_sharpening(policy, sampler, prompts, config),
+                    Contains("stop_after_sft_steps > 0 needs checkpoint_every > 0"));
+  config.stop_after_sft_steps = 0;
+  config.checkpoint_every = -1;
+  CHECK_THROWS_WITH(loop::sft_sharpening(policy, sampler, prompts, config), Contains("checkpoint_every must be >= 0, got -1"));
+  config.checkpoint_every = 0;
+  config.sft.batch_size = 0;
+  CHECK_THROWS_WITH(loop::sft_sharpening(policy, sampler, prompts, config), Contains("sft.batch_size must be > 0, got 0"));
+  config.sft.batch_size = 2;
+  // a checkpoint written by another loop (no selected pairs in its state)
+  kaizen_test::TempDir dir("sft_sharpening_foreign");
+  torch::optim::AdamW adamw(policy.parameters(), torch::optim::AdamWOptions(0.1));
+  loop::save_checkpoint(dir.path, policy, adamw, loop::LoopState{});
+  config.resume_from = dir.path;
+  CHECK_THROWS_WITH(loop::sft_sharpening(policy, sampler, prompts, config),
+                    Contains("is not a checkpoint of this loop (state.json has no selected pairs)"));
+  config.resume_from = dir.path / "missing";
+  CHECK_THROWS_WITH(loop::sft_sharpening(policy, sampler, prompts, config), Contains("does not exist"));
 }

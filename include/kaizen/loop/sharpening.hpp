@@ -8,8 +8,10 @@
 //
 // SFT-sharpening (sft_sharpening): for each prompt x draw y_1..y_N ~ π_base, keep
 //   ŷ = argmax_i r_self(x, y_i)   (ties: the first sample),
-// then supervised fine-tuning of the policy on the pairs (x, ŷ) (loop::supervised_finetune). The
-// samples are all drawn and scored before the first update, so "base" is the policy as it is passed in.
+// then supervised fine-tuning of the policy on the pairs (x, ŷ) (the sft_step stage, as
+// loop::supervised_finetune). The samples are all drawn and scored before the first update, so "base" is
+// the policy as it is passed in. A checkpoint taken during the SFT holds the selected pairs, so a resumed
+// run continues exactly (same batches, same AdamW state) without sampling again.
 //
 // RL-sharpening (RlSharpeningReward): maximise over π
 //   J(π) = E_{y~π}[ log π_base(y|x) ] − β KL(π(·|x) ‖ π_base(·|x)),   β > 0,
@@ -29,6 +31,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <limits>
 #include <span>
 #include <vector>
@@ -42,8 +45,12 @@
 #include <kaizen/core/rng.hpp>
 #include <kaizen/core/sampler.hpp>
 #include <kaizen/core/types.hpp>
+#include <kaizen/loop/checkpoint.hpp>
 #include <kaizen/loop/metrics.hpp>
+#include <kaizen/loop/optimizer.hpp>
+#include <kaizen/loop/self_training.hpp>
 #include <kaizen/loop/sft.hpp>
+#include <kaizen/loop/update.hpp>
 #include <kaizen/torch/policy_logprobs.hpp>
 
 namespace kaizen::loop {
@@ -201,6 +208,11 @@ struct SftSharpeningConfig {
   bool length_normalise = false;        ///< select by the mean instead of the sum of token log-probs
   SamplingParams sampling{};            ///< how the N samples are drawn (seed as given)
   SftConfig sft{};                      ///< the fine-tuning on the selected pairs (its collate scores too)
+  std::int64_t checkpoint_every = 0;    ///< > 0: checkpoint every so many SFT steps, after the selection and at the end
+  std::filesystem::path checkpoint_dir; ///< where checkpoints go
+  std::filesystem::path resume_from;    ///< non-empty: continue from this checkpoint (no sampling, no selection)
+  std::int64_t stop_after_sft_steps = 0;  ///< > 0: stop (with a checkpoint) once this many SFT steps are done —
+                                          ///< an interruption, for tests and time-boxed runs
 };
 
 struct SftSharpeningResult {
@@ -208,49 +220,119 @@ struct SftSharpeningResult {
   double mean_selected_loglik = 0.0;    ///< mean r_self of the selected samples
   double mean_sample_loglik = 0.0;      ///< mean r_self of all N samples (what plain sampling gives)
   double final_loss = 0.0;              ///< the last SFT loss
+  std::int64_t sft_steps = 0;           ///< SFT steps done (including resumed ones)
+  bool stopped = false;                 ///< ended by stop_after_sft_steps (an early end by sft.stop_when is not a stop)
 };
 
 /// SFT-sharpening (file comment): N samples per prompt from `sampler` (which must sample from
 /// `policy`, the base), best by the policy's own log-likelihood, then config.sft steps of SFT on the
-/// selected pairs (each step draws config.sft.batch_size of them uniformly with its seed).
-/// Reports {"event":"sft_sharpening_select", ...} then the "sft" metrics to `on_metrics`.
-/// Throws kaizen::Error on no prompts, N < 1, a sampler returning the wrong count, and for everything
-/// supervised_finetune or collate reject.
+/// selected pairs (each step draws config.sft.batch_size of them uniformly with an engine seeded by
+/// config.sft.seed; AdamW with betas 0.9 / 0.999, config.sft's rate, decay and clip — what
+/// loop::supervised_finetune does). Reports {"event":"sft_sharpening_select", ...} then the "sft"
+/// metrics to `on_metrics`; config.sft.stop_when is honoured.
+/// Exact resume: with checkpoint_every > 0 a checkpoint (loop/checkpoint.hpp) holds the policy, the AdamW
+/// state, the SFT engine, the step, the selected pairs and the selection's means; a run resumed from it
+/// with `resume_from` (the policy's initial weights do not matter) skips sampling and selection and
+/// continues bit-equal to the run that never stopped.
+/// Throws kaizen::Error on no prompts, N < 1, a sampler returning the wrong count, a bad SFT or
+/// checkpoint setting, a checkpoint of another loop, and for everything sft_step or collate reject.
 template <Policy P, Sampler S>
 SftSharpeningResult sft_sharpening(P& policy, S& sampler, std::span<const Prompt> prompts,
                                    const SftSharpeningConfig& config, const MetricsCallback& on_metrics = {}) {
+  const SftConfig& sft = config.sft;
   KAIZEN_CHECK(!prompts.empty(), "sft_sharpening: expected at least one prompt, got none");
   KAIZEN_CHECK(config.samples_per_prompt >= 1, "sft_sharpening: samples_per_prompt (N) must be >= 1, got ",
                config.samples_per_prompt);
+  KAIZEN_CHECK(sft.steps >= 0, "sft_sharpening: sft.steps must be >= 0, got ", sft.steps);
+  KAIZEN_CHECK(sft.batch_size > 0, "sft_sharpening: sft.batch_size must be > 0, got ", sft.batch_size);
+  KAIZEN_CHECK(sft.learning_rate > 0.0, "sft_sharpening: sft.learning_rate must be > 0, got ", sft.learning_rate);
+  KAIZEN_CHECK(sft.weight_decay >= 0.0, "sft_sharpening: sft.weight_decay must be >= 0, got ", sft.weight_decay);
+  KAIZEN_CHECK(!sft.stop_when || sft.stop_check_every > 0,
+               "sft_sharpening: sft.stop_check_every must be > 0 when stop_when is set, got ", sft.stop_check_every);
+  KAIZEN_CHECK(config.checkpoint_every >= 0, "sft_sharpening: checkpoint_every must be >= 0, got ",
+               config.checkpoint_every);
+  KAIZEN_CHECK(config.checkpoint_every == 0 || !config.checkpoint_dir.empty(),
+               "sft_sharpening: checkpoint_every > 0 needs a checkpoint_dir");
+  KAIZEN_CHECK(config.stop_after_sft_steps >= 0, "sft_sharpening: stop_after_sft_steps must be >= 0, got ",
+               config.stop_after_sft_steps);
+  KAIZEN_CHECK(config.stop_after_sft_steps == 0 || config.checkpoint_every > 0,
+               "sft_sharpening: stop_after_sft_steps > 0 needs checkpoint_every > 0 (the stop writes a checkpoint)");
   validate(config.sampling);
-  const auto N = static_cast<std::size_t>(config.samples_per_prompt);
-  std::vector<Prompt> repeated;
-  repeated.reserve(prompts.size() * N);
-  for (const Prompt& p : prompts)
-    for (std::size_t i = 0; i < N; ++i) repeated.push_back(p);
-  const std::vector<Completion> samples = sampler.sample(std::span<const Prompt>(repeated), config.sampling);
-  KAIZEN_CHECK(samples.size() == repeated.size(), "sft_sharpening: the sampler returned ", samples.size(),
-               " completions for ", repeated.size(), " prompts");
-  const std::vector<double> scores = sequence_loglik(policy, std::span<const Prompt>(repeated),
-                                                     std::span<const Completion>(samples), config.length_normalise,
-                                                     config.sft.collate);
-  const std::vector<std::size_t> best = best_in_groups(scores, config.samples_per_prompt);
+  const std::vector<torch::Tensor> params = policy.parameters();
+  torch::optim::AdamW optimizer = make_adamw(
+      params, {.learning_rate = sft.learning_rate, .weight_decay = sft.weight_decay, .beta1 = 0.9, .beta2 = 0.999});
+  LoopState state;  // state.step = SFT steps done; state.rng draws the SFT batches
+  state.rng.seed(sft.seed);
   SftSharpeningResult result;
-  for (double s : scores) result.mean_sample_loglik += s / static_cast<double>(scores.size());
-  for (std::size_t p = 0; p < best.size(); ++p) {
-    Rollout r{prompts[p].tokens, samples[best[p]], scores[best[p]], static_cast<std::int64_t>(p)};
-    r.completion.logprobs.clear();
-    result.mean_selected_loglik += scores[best[p]] / static_cast<double>(best.size());
-    result.selected.push_back(std::move(r));
+
+  if (!config.resume_from.empty()) {
+    state = load_checkpoint(config.resume_from, policy, optimizer);
+    const nlohmann::json& x = state.extra;
+    KAIZEN_CHECK(x.is_object() && x.contains("sft_sharpening_selected"), "sft_sharpening: ",
+                 config.resume_from.string(), " is not a checkpoint of this loop (state.json has no selected pairs)");
+    result.selected = detail::dataset_from_json(x.at("sft_sharpening_selected"));
+    result.mean_selected_loglik = x.at("mean_selected_loglik").get<double>();
+    result.mean_sample_loglik = x.at("mean_sample_loglik").get<double>();
+    result.final_loss = x.at("final_loss").get<double>();
+  } else {
+    // Grow: N samples per prompt from the base; select each prompt's most likely one under the base.
+    const auto N = static_cast<std::size_t>(config.samples_per_prompt);
+    std::vector<Prompt> repeated;
+    repeated.reserve(prompts.size() * N);
+    for (const Prompt& p : prompts)
+      for (std::size_t i = 0; i < N; ++i) repeated.push_back(p);
+    const std::vector<Completion> samples = sampler.sample(std::span<const Prompt>(repeated), config.sampling);
+    KAIZEN_CHECK(samples.size() == repeated.size(), "sft_sharpening: the sampler returned ", samples.size(),
+                 " completions for ", repeated.size(), " prompts");
+    const std::vector<double> scores = sequence_loglik(policy, std::span<const Prompt>(repeated),
+                                                       std::span<const Completion>(samples), config.length_normalise,
+                                                       sft.collate);
+    const std::vector<std::size_t> best = best_in_groups(scores, config.samples_per_prompt);
+    for (double s : scores) result.mean_sample_loglik += s / static_cast<double>(scores.size());
+    for (std::size_t p = 0; p < best.size(); ++p) {
+      Rollout r{prompts[p].tokens, samples[best[p]], scores[best[p]], static_cast<std::int64_t>(p)};
+      r.completion.logprobs.clear();
+      result.mean_selected_loglik += scores[best[p]] / static_cast<double>(best.size());
+      result.selected.push_back(std::move(r));
+    }
+    if (on_metrics)
+      on_metrics({{"event", "sft_sharpening_select"},
+                  {"prompts", prompts.size()},
+                  {"samples_per_prompt", config.samples_per_prompt},
+                  {"mean_selected_loglik", result.mean_selected_loglik},
+                  {"mean_sample_loglik", result.mean_sample_loglik}});
   }
-  if (on_metrics)
-    on_metrics({{"event", "sft_sharpening_select"},
-                {"prompts", prompts.size()},
-                {"samples_per_prompt", config.samples_per_prompt},
-                {"mean_selected_loglik", result.mean_selected_loglik},
-                {"mean_sample_loglik", result.mean_sample_loglik}});
-  auto examples = [&](Rng& rng) { return result.selected[uniform_index(rng, result.selected.size())]; };
-  result.final_loss = supervised_finetune(policy, examples, config.sft, on_metrics);
+  auto save = [&] {
+    state.extra = {{"sft_sharpening_selected", detail::dataset_to_json(result.selected)},
+                   {"mean_selected_loglik", result.mean_selected_loglik},
+                   {"mean_sample_loglik", result.mean_sample_loglik},
+                   {"final_loss", result.final_loss}};
+    save_checkpoint(config.checkpoint_dir, policy, optimizer, state);
+  };
+  const bool checkpointing = config.checkpoint_every > 0;
+  if (checkpointing && config.resume_from.empty()) save();
+
+  // Improve: SFT on the selected pairs.
+  while (state.step < sft.steps) {
+    if (config.stop_after_sft_steps > 0 && state.step >= config.stop_after_sft_steps) {
+      save();
+      result.stopped = true;
+      result.sft_steps = state.step;
+      return result;
+    }
+    std::vector<Rollout> batch;
+    batch.reserve(static_cast<std::size_t>(sft.batch_size));
+    for (std::int64_t i = 0; i < sft.batch_size; ++i)
+      batch.push_back(result.selected[uniform_index(state.rng, result.selected.size())]);
+    const SftStepResult s = sft_step(policy, optimizer, params, std::move(batch), sft.collate, sft.max_grad_norm);
+    ++state.step;
+    result.final_loss = s.loss;
+    if (on_metrics) on_metrics({{"event", "sft"}, {"step", state.step}, {"loss", s.loss}, {"tokens", s.tokens}});
+    const bool early = sft.stop_when && state.step % sft.stop_check_every == 0 && sft.stop_when(state.step);
+    if (checkpointing && (early || state.step == sft.steps || state.step % config.checkpoint_every == 0)) save();
+    if (early) break;
+  }
+  result.sft_steps = state.step;
   return result;
 }
 
