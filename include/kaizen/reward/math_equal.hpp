@@ -20,6 +20,11 @@
 // Fast path: when both trees are plain rational arithmetic (numbers, + - * /, integer powers up to
 // 64, factorials up to 20) they are evaluated in checked 64-bit rationals and compared without
 // GiNaC (the same verdicts: exact equality, else the relative tolerance); overflow falls back to GiNaC.
+// Numeric screen (`numeric_screen`, reward/math_screen.hpp): every scalar comparison (and the
+// sides of equations, the percent rule) is first evaluated in double precision with error bounds
+// at the fallback's points; a certain verdict is returned without GiNaC, anything else goes on to
+// GiNaC. Symbols the screen met enter the CAS's table before its next use (flush_screened), so the
+// fallback numbers its points as it would without the screen.
 // Bounded work: before GiNaC sees a power, exponents are checked (integer exponents above
 // `max_exponent`, results estimated above `max_digits` digits, non-numeric bases raised above 64
 // are refused), factorials and binomials above 1000 are refused, and every GiNaC exception is
@@ -37,6 +42,7 @@
 #include <complex>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <numeric>
 #include <optional>
@@ -49,6 +55,7 @@
 #include <ginac/ginac.h>
 
 #include <kaizen/reward/math_parse.hpp>
+#include <kaizen/reward/math_screen.hpp>
 
 namespace kaizen::reward {
 
@@ -63,6 +70,7 @@ struct EqualOptions {
   int max_exponent = 10000;        ///< larger integer exponents are refused before GiNaC
   double max_digits = 5000;        ///< larger estimated numeric results are refused
   std::chrono::microseconds time_limit{50000};  ///< per comparison (see the header comment)
+  bool numeric_screen = true;      ///< settle scalar comparisons in double precision when the CAS's verdict is certain (math_screen.hpp)
 };
 
 namespace math_detail {
@@ -79,6 +87,9 @@ class ToGinac {
   GiNaC::ex operator()(const MathExpr& e, int i) { return convert(e, i, 0); }
 
   [[nodiscard]] const std::map<std::string, GiNaC::symbol>& symbols() const { return symbols_; }
+
+  /// Enters a symbol into the table as converting it would (the screen's symbols, see Comparator).
+  void declare(std::string_view name) { (void)symbol(std::string(name)); }
 
  private:
   const EqualOptions& options_;
@@ -225,22 +236,6 @@ class ToGinac {
   }
 }
 
-/// An exact rational p / q (q > 0, lowest terms) in 64 bits, for the fast path below.
-struct SmallRational {
-  std::int64_t num = 0, den = 1;
-};
-
-/// p / q in lowest terms with q > 0, or nothing when q == 0.
-[[nodiscard]] inline std::optional<SmallRational> make_rational(std::int64_t p, std::int64_t q) {
-  if (q == 0 || p == INT64_MIN || q == INT64_MIN) return std::nullopt;
-  if (q < 0) {
-    p = -p;
-    q = -q;
-  }
-  const std::int64_t g = std::gcd(p < 0 ? -p : p, q);
-  return SmallRational{p / g, q / g};
-}
-
 /// The exact value of a tree made only of numbers, +, -, *, /, integer powers (|exponent| <= 64)
 /// and factorials (n <= 20), in 64-bit rationals; nothing when the tree has anything else
 /// (symbols, constants, roots, percents, sets, ...) or a value overflows (checked at every step).
@@ -248,51 +243,8 @@ struct SmallRational {
 [[nodiscard]] inline std::optional<SmallRational> small_rational(const MathExpr& e, int i, int depth = 0) {
   if (depth > 64) return std::nullopt;
   const MathNode& n = e.at(i);
-  auto mul = [](std::int64_t a, std::int64_t b, std::int64_t& r) { return !__builtin_mul_overflow(a, b, &r); };
-  auto times = [&](const SmallRational& x, const SmallRational& y) -> std::optional<SmallRational> {
-    // cross-reduce first so that products stay small
-    const std::int64_t g1 = std::gcd(x.num < 0 ? -x.num : x.num, y.den), g2 = std::gcd(y.num < 0 ? -y.num : y.num, x.den);
-    std::int64_t p = 0, q = 0;
-    if (!mul(g1 ? x.num / g1 : 0, g2 ? y.num / g2 : 0, p) || !mul(x.den / (g2 ? g2 : 1), y.den / (g1 ? g1 : 1), q)) return std::nullopt;
-    return make_rational(p, q);
-  };
   switch (n.kind) {
-    case MathKind::number: {
-      std::int64_t digits = 0, scale = 0, exponent = 0;
-      std::size_t k = 0;
-      int count = 0;
-      bool frac = false;
-      for (; k < n.text.size() && n.text[k] != 'e'; ++k) {
-        if (n.text[k] == '.') {
-          frac = true;
-          continue;
-        }
-        if (digits == 0 && n.text[k] == '0') {
-          if (frac) ++scale;
-          continue;
-        }
-        if (++count > 17) return std::nullopt;
-        digits = digits * 10 + (n.text[k] - '0');
-        if (frac) ++scale;
-      }
-      if (k < n.text.size()) {
-        const std::string_view ex = std::string_view(n.text).substr(k + 1);
-        if (ex.empty() || ex.size() > 3) return std::nullopt;
-        const bool negative = ex[0] == '-';
-        for (char c : ex.substr(negative ? 1 : 0)) {
-          if (c < '0' || c > '9') return std::nullopt;
-          exponent = exponent * 10 + (c - '0');
-        }
-        if (negative) exponent = -exponent;
-      }
-      exponent -= scale;
-      std::int64_t p = digits, q = 1;
-      for (; exponent > 0; --exponent)
-        if (!mul(p, 10, p)) return std::nullopt;
-      for (; exponent < 0; ++exponent)
-        if (!mul(q, 10, q)) return std::nullopt;
-      return make_rational(p, q);
-    }
+    case MathKind::number: return number_rational(n.text);
     case MathKind::neg: {
       auto x = small_rational(e, n.kids[0], depth + 1);
       if (!x || x->num == INT64_MIN) return std::nullopt;
@@ -302,13 +254,7 @@ struct SmallRational {
       SmallRational sum{0, 1};
       for (int kid : n.kids) {
         const auto x = small_rational(e, kid, depth + 1);
-        if (!x) return std::nullopt;
-        const std::int64_t g = std::gcd(sum.den, x->den);
-        std::int64_t a = 0, b = 0, q = 0, p = 0;
-        if (!mul(sum.num, x->den / g, a) || !mul(x->num, sum.den / g, b) || __builtin_add_overflow(a, b, &p) ||
-            !mul(sum.den / g, x->den, q))
-          return std::nullopt;
-        const auto r = make_rational(p, q);
+        const auto r = x ? rational_plus(sum, *x) : std::nullopt;
         if (!r) return std::nullopt;
         sum = *r;
       }
@@ -318,8 +264,7 @@ struct SmallRational {
       SmallRational product{1, 1};
       for (int kid : n.kids) {
         const auto x = small_rational(e, kid, depth + 1);
-        if (!x) return std::nullopt;
-        const auto r = times(product, *x);
+        const auto r = x ? rational_times(product, *x) : std::nullopt;
         if (!r) return std::nullopt;
         product = *r;
       }
@@ -330,20 +275,12 @@ struct SmallRational {
       if (!x || !y || y->num == 0) return std::nullopt;
       const auto inverse = make_rational(y->den, y->num);
       if (!inverse) return std::nullopt;
-      return times(*x, *inverse);
+      return rational_times(*x, *inverse);
     }
     case MathKind::pow: {
       const auto x = small_rational(e, n.kids[0], depth + 1), y = small_rational(e, n.kids[1], depth + 1);
-      if (!x || !y || y->den != 1 || y->num > 64 || y->num < -64) return std::nullopt;
-      if (y->num < 0 && x->num == 0) return std::nullopt;
-      SmallRational result{1, 1};
-      for (std::int64_t k = 0; k < (y->num < 0 ? -y->num : y->num); ++k) {
-        const auto r = times(result, *x);
-        if (!r) return std::nullopt;
-        result = *r;
-      }
-      if (y->num < 0) return make_rational(result.den, result.num);
-      return result;
+      if (!x || !y || y->den != 1) return std::nullopt;
+      return rational_power(*x, y->num);
     }
     case MathKind::factorial: {
       const auto x = small_rational(e, n.kids[0], depth + 1);
@@ -374,6 +311,8 @@ class Comparator {
   ToGinac to_ginac_;
   std::chrono::steady_clock::time_point deadline_;
   std::string why_;
+  std::vector<std::string> screened_;  ///< symbols the screen met that the CAS table has not entered yet
+  std::vector<std::string_view> names_;  ///< scratch: the symbol table of one screened comparison
 
   [[nodiscard]] const MathNode& g(int i) const { return gold_.at(i); }
   [[nodiscard]] const MathNode& a(int i) const { return given_.at(i); }
@@ -385,7 +324,7 @@ class Comparator {
   }
 
   /// Elements of a set-like node: a list/set's kids, a \pm's two values are handled by caller.
-  bool unordered(const std::vector<int>& x, const std::vector<int>& y) {
+  bool unordered(const KidList& x, const KidList& y) {
     if (x.size() != y.size()) return false;
     std::vector<bool> used(y.size(), false);
     for (int xi : x) {
@@ -400,7 +339,7 @@ class Comparator {
     return true;
   }
 
-  bool ordered(const std::vector<int>& x, const std::vector<int>& y) {
+  bool ordered(const KidList& x, const KidList& y) {
     if (x.size() != y.size()) return false;
     for (std::size_t k = 0; k < x.size(); ++k) {
       if (out_of_time()) return false;
@@ -472,6 +411,7 @@ class Comparator {
   }
 
   bool plus_minus(int gi, int ai) {
+    flush_screened();
     // a \pm b is {a + b, a - b}: compare value sets.
     auto values = [&](const MathExpr& e, int i, bool gold_side) -> std::optional<std::vector<GiNaC::ex>> {
       std::vector<GiNaC::ex> out;
@@ -524,6 +464,47 @@ class Comparator {
   }
 
   bool equation(const MathNode& G, const MathNode& A) {
+    if (options_.numeric_screen) {
+      // Sides first (both equal: true); then the CAS's proportionality test can only be refuted
+      // numerically: l - r clearly nonzero on both sides and the ratio clearly different at the
+      // two rounds means "not proportional". Anything else: the CAS decides.
+      ScreenVerdict left = ScreenVerdict::equal, right = ScreenVerdict::equal;
+      bool gold_nonzero = false, given_nonzero = false;
+      std::optional<Approx> ratio[2];
+      int round = 0;
+      auto fold = [](ScreenVerdict& into, ScreenVerdict v) {
+        if (into == ScreenVerdict::not_equal || v == ScreenVerdict::equal) return;
+        into = v;
+      };
+      auto difference = [](const Approx& l, const Approx& r) {
+        return Approx{l.v - r.v, l.err + r.err + Screen::kU * (std::fabs(l.v) + std::fabs(r.v)), false, {}, 0};
+      };
+      auto nonzero = [](const Approx& d) { return std::fabs(d.v) - 2 * d.err > 0; };
+      const ScreenVerdict v = screened({Part{&gold_, G.kids[0]}, Part{&gold_, G.kids[1]}, Part{&given_, A.kids[0]}, Part{&given_, A.kids[1]}},
+                                       [&](const Approx* x) {
+                                         fold(left, Screen::compare(x[0], x[2], options_.rel_tol));
+                                         fold(right, Screen::compare(x[1], x[3], options_.rel_tol));
+                                         const Approx dg = difference(x[0], x[1]), da = difference(x[2], x[3]);
+                                         gold_nonzero = gold_nonzero || nonzero(dg);
+                                         given_nonzero = given_nonzero || nonzero(da);
+                                         if (nonzero(da)) {
+                                           const double q = dg.v / da.v;
+                                           const double err = (dg.err + std::fabs(q) * da.err) / (std::fabs(da.v) - da.err) + Screen::kU * std::fabs(q);
+                                           ratio[round] = Approx{q, err, false, {}, 0};
+                                         }
+                                         ++round;
+                                         return ScreenVerdict::equal;
+                                       });
+      if (v == ScreenVerdict::not_equal) return false;  // refused
+      if (v == ScreenVerdict::equal) {
+        if (left == ScreenVerdict::equal && right == ScreenVerdict::equal) return true;
+        const bool sides_differ = left == ScreenVerdict::not_equal || (left == ScreenVerdict::equal && right == ScreenVerdict::not_equal);
+        if (sides_differ && gold_nonzero && given_nonzero && round == 2 && ratio[0] && ratio[1] &&
+            std::fabs(ratio[0]->v - ratio[1]->v) - 2 * (ratio[0]->err + ratio[1]->err) > 0)
+          return false;
+      }
+    }
+    flush_screened();
     try {
       const GiNaC::ex lg = to_ginac_(gold_, G.kids[0]), rg = to_ginac_(gold_, G.kids[1]);
       const GiNaC::ex la = to_ginac_(given_, A.kids[0]), ra = to_ginac_(given_, A.kids[1]);
@@ -539,6 +520,32 @@ class Comparator {
   }
 
   bool percent(int plain_index, int percent_kid, bool plain_is_given) {
+    if (options_.numeric_screen) {
+      const Part plain{plain_is_given ? &given_ : &gold_, plain_index}, p{plain_is_given ? &gold_ : &given_, percent_kid};
+      const bool number_rule = options_.percent != PercentRule::as_fraction, fraction_rule = options_.percent != PercentRule::as_number;
+      // Two verdicts (p == plain, p / 100 == plain), each combined over the rounds.
+      ScreenVerdict as_number = ScreenVerdict::equal, as_fraction = ScreenVerdict::equal;
+      auto fold = [](ScreenVerdict& into, ScreenVerdict v) {
+        if (into == ScreenVerdict::not_equal || v == ScreenVerdict::equal) return;
+        into = v;
+      };
+      const ScreenVerdict v = screened({plain, p}, [&](const Approx* x) {
+        fold(as_number, Screen::compare(x[0], x[1], options_.rel_tol));
+        Approx hundredth = x[1];
+        hundredth.v /= 100;
+        hundredth.err = hundredth.err / 100 + Screen::kU * std::fabs(hundredth.v);
+        hundredth.exact = false;
+        if (x[1].exact)
+          if (const auto q = rational_times(x[1].q, SmallRational{1, 100})) hundredth.q = *q, hundredth.exact = true;
+        fold(as_fraction, Screen::compare(x[0], hundredth, options_.rel_tol));
+        return ScreenVerdict::equal;  // the rounds' verdicts are folded above
+      });
+      if (v == ScreenVerdict::not_equal) return false;  // refused
+      if (v == ScreenVerdict::equal && (!number_rule || as_number != ScreenVerdict::undecided) &&
+          (!fraction_rule || as_fraction != ScreenVerdict::undecided))
+        return (number_rule && as_number == ScreenVerdict::equal) || (fraction_rule && as_fraction == ScreenVerdict::equal);
+    }
+    flush_screened();
     try {
       const GiNaC::ex plain = plain_is_given ? to_ginac_(given_, plain_index) : to_ginac_(gold_, plain_index);
       const GiNaC::ex p = plain_is_given ? to_ginac_(gold_, percent_kid) : to_ginac_(given_, percent_kid);
@@ -551,7 +558,81 @@ class Comparator {
     }
   }
 
+  // ---- the numeric screen (math_screen.hpp): the CAS's verdict without the CAS, or nothing ----
+
+  using Part = std::pair<const MathExpr*, int>;
+
+  /// Symbols the CAS path would have entered into its table by now: the screened ones, entered
+  /// before the CAS is used again, so that its numeric fallback numbers symbols as without the screen.
+  void flush_screened() {
+    for (const auto& name : screened_) to_ginac_.declare(name);
+    screened_.clear();
+  }
+
+  /// names_ := the table a CAS comparison of `parts` would see (table so far, screened names, the
+  /// parts' symbols), sorted and unique; returns whether the parts hold any symbol.
+  bool screen_names(std::initializer_list<Part> parts) {
+    names_.clear();
+    for (const auto& entry : to_ginac_.symbols()) names_.emplace_back(entry.first);
+    for (const auto& name : screened_) names_.emplace_back(name);
+    const std::size_t before = names_.size();
+    for (const auto& [tree, index] : parts) collect_symbols(*tree, index, names_);
+    const bool any = names_.size() > before;
+    std::sort(names_.begin(), names_.end());
+    names_.erase(std::unique(names_.begin(), names_.end()), names_.end());
+    return any;
+  }
+
+  /// After a screened verdict: the parts' symbols count as entered (see flush_screened).
+  void screen_commit(std::initializer_list<Part> parts) {
+    std::vector<std::string_view> found;
+    for (const auto& [tree, index] : parts) collect_symbols(*tree, index, found);
+    for (std::string_view name : found) {
+      if (to_ginac_.symbols().count(std::string(name)) != 0) continue;
+      if (std::find(screened_.begin(), screened_.end(), name) != screened_.end()) continue;
+      screened_.emplace_back(name);
+    }
+  }
+
+  /// Evaluates `parts` at every round the CAS's numeric fallback would use and asks `decide` per
+  /// round (values in the order of `parts`); the verdict is not_equal when a round says so, equal
+  /// when all do, else undecided. A part the CAS would refuse: not_equal (only when no part has a
+  /// symbol, so the CAS table stays as the CAS path leaves it).
+  template <class Decide>
+  ScreenVerdict screened(std::initializer_list<Part> parts, Decide&& decide) {
+    const bool symbolic = screen_names(parts);
+    ScreenVerdict verdict = ScreenVerdict::equal;
+    Approx values[4];
+    for (int round = 0; round < (symbolic ? 2 : 1); ++round) {
+      Screen screen(names_, round, options_.max_exponent, options_.max_digits);
+      std::size_t k = 0;
+      for (const auto& [tree, index] : parts) {
+        const auto value = screen.eval(*tree, index);
+        if (!value) {
+          if (!screen.refused() || symbolic) return ScreenVerdict::undecided;
+          why_ = screen.why();
+          return ScreenVerdict::not_equal;
+        }
+        values[k++] = *value;
+      }
+      const ScreenVerdict v = decide(static_cast<const Approx*>(values));
+      if (v == ScreenVerdict::not_equal) {
+        verdict = v;
+        break;
+      }
+      if (v == ScreenVerdict::undecided) verdict = v;
+    }
+    if (verdict != ScreenVerdict::undecided) screen_commit(parts);
+    return verdict;
+  }
+
   bool scalar(int gi, int ai) {
+    if (options_.numeric_screen) {
+      const ScreenVerdict v = screened({Part{&gold_, gi}, Part{&given_, ai}},
+                                       [&](const Approx* x) { return Screen::compare(x[0], x[1], options_.rel_tol); });
+      if (v != ScreenVerdict::undecided) return v == ScreenVerdict::equal;
+    }
+    flush_screened();
     try {
       return scalar_ex(to_ginac_(gold_, gi), to_ginac_(given_, ai));
     } catch (const std::exception& error) {

@@ -87,13 +87,38 @@ namespace math_detail {
   return false;
 }
 
-/// All complete boxes that are not inside another box, in order (linear: one brace table).
+/// A stack or list that keeps its first N elements inline (no allocation for the usual few).
+template <class T, std::size_t N>
+class InlineList {
+ public:
+  void push_back(const T& x) {
+    if (size_ < N) inline_[size_] = x;
+    else if (size_ - N < heap_.size()) heap_[size_ - N] = x;
+    else heap_.push_back(x);
+    ++size_;
+  }
+  void pop_back() noexcept { --size_; }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] T& operator[](std::size_t k) { return k < N ? inline_[k] : heap_[k - N]; }
+  [[nodiscard]] T& back() { return (*this)[size_ - 1]; }
+
+ private:
+  T inline_[N] = {};
+  std::vector<T> heap_;
+  std::size_t size_ = 0;
+};
+
+/// All complete boxes that are not inside another box, in order. Linear and without a table over
+/// the text: the box macros are found first, then one pass over the braces closes them, pairing as
+/// consistency::detail::match_braces does ('\\' escapes the next byte, a '}' closes the latest
+/// open '{'; a box's '{' follows a letter or a space, so it is never an escaped byte).
 [[nodiscard]] inline std::vector<std::string_view> outer_boxes(std::string_view text, bool& unclosed_after) {
-  const auto match = consistency::detail::match_braces(text);
   std::vector<std::string_view> out;
-  std::size_t covered = 0;  // end of the last accepted box: boxes before it are nested
-  std::size_t last_end = 0;
   unclosed_after = false;
+  struct Box {
+    std::size_t pos = 0, open = 0, close = std::string_view::npos;
+  };
+  InlineList<Box, 8> boxes;
   for (std::size_t pos = text.find('\\'); pos != std::string_view::npos; pos = text.find('\\', pos + 1)) {
     std::size_t width = 0;
     for (std::string_view macro : {std::string_view("\\boxed"), std::string_view("\\fbox"), std::string_view("\\framebox")})
@@ -102,14 +127,45 @@ namespace math_detail {
     std::size_t open = pos + width;
     while (open < text.size() && consistency::detail::is_space(text[open])) ++open;
     if (open >= text.size() || text[open] != '{') continue;
-    if (match[open] == std::string_view::npos) {
-      if (pos >= last_end) unclosed_after = true;
+    boxes.push_back(Box{pos, open, std::string_view::npos});
+  }
+  if (boxes.size() == 0) return out;
+  // Brace depth over the whole text (the size of match_braces' stack); an open box waits for the
+  // '}' that brings the depth back to what it was before its '{'.
+  struct Waiting {
+    std::size_t box = 0, depth = 0;
+  };
+  InlineList<Waiting, 8> waiting;
+  std::size_t next = 0, depth = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\\') {
+      ++i;
       continue;
     }
-    if (pos < covered) continue;
-    const std::string_view inner = consistency::detail::trim_latex(text.substr(open + 1, match[open] - open - 1));
-    covered = match[open];
-    last_end = match[open] + 1;
+    if (c == '{') {
+      if (next < boxes.size() && boxes[next].open == i) waiting.push_back(Waiting{next++, depth});
+      ++depth;
+    } else if (c == '}' && depth > 0) {
+      --depth;
+      if (waiting.size() > 0 && waiting.back().depth == depth) {
+        boxes[waiting.back().box].close = i;
+        waiting.pop_back();
+      }
+    }
+  }
+  std::size_t covered = 0;  // end of the last accepted box: boxes before it are nested
+  std::size_t last_end = 0;
+  for (std::size_t k = 0; k < boxes.size(); ++k) {
+    const Box& box = boxes[k];
+    if (box.close == std::string_view::npos) {
+      if (box.pos >= last_end) unclosed_after = true;
+      continue;
+    }
+    if (box.pos < covered) continue;
+    const std::string_view inner = consistency::detail::trim_latex(text.substr(box.open + 1, box.close - box.open - 1));
+    covered = box.close;
+    last_end = box.close + 1;
     unclosed_after = false;
     if (!inner.empty()) out.push_back(inner);
   }

@@ -43,8 +43,10 @@
 // Cobbe et al., GSM8K (2021, arXiv 2110.14168).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -81,10 +83,55 @@ enum class MathKind : std::uint8_t {
   relation,   ///< kids: >= 2 operands; text: the operators joined by ' ' ("=", "<", "<=", ">", ">=", "!=")
 };
 
+/// Child indices of a node: up to four inline (almost every node), more on the heap; the parser
+/// builds its operand lists in the same type, so parsing allocates per long list, not per node.
+class KidList {
+ public:
+  KidList() = default;
+  KidList(std::initializer_list<int> kids) {
+    for (int k : kids) push_back(k);
+  }
+  KidList(const KidList&) = default;
+  KidList& operator=(const KidList&) = default;
+  KidList(KidList&& other) noexcept : size_(other.size_), heap_(std::move(other.heap_)) {
+    std::copy(other.inline_, other.inline_ + kInline, inline_);
+    other.size_ = 0;
+  }
+  KidList& operator=(KidList&& other) noexcept {
+    std::copy(other.inline_, other.inline_ + kInline, inline_);
+    size_ = other.size_;
+    heap_ = std::move(other.heap_);
+    other.size_ = 0;
+    return *this;
+  }
+  ~KidList() = default;
+  void push_back(int k) {
+    if (size_ < kInline) {
+      inline_[size_++] = k;
+      return;
+    }
+    if (size_ == kInline) heap_.assign(inline_, inline_ + kInline);
+    heap_.push_back(k);
+    ++size_;
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+  [[nodiscard]] const int* begin() const noexcept { return size_ > kInline ? heap_.data() : inline_; }
+  [[nodiscard]] const int* end() const noexcept { return begin() + size_; }
+  [[nodiscard]] int operator[](std::size_t i) const noexcept { return begin()[i]; }
+  [[nodiscard]] int back() const noexcept { return begin()[size_ - 1]; }
+
+ private:
+  static constexpr std::size_t kInline = 4;
+  int inline_[kInline] = {};
+  std::size_t size_ = 0;
+  std::vector<int> heap_;
+};
+
 struct MathNode {
   MathKind kind = MathKind::number;
   std::string text;
-  std::vector<int> kids;
+  KidList kids;
   int flags = 0;
 };
 
@@ -556,8 +603,7 @@ class Parser {
 
   /// Words after a complete operand are units: dropped. Runs of them too ("meters per second").
   void strip_units() {
-    std::vector<Token> kept;
-    kept.reserve(t_.size());
+    std::size_t kept = 0;  // tokens are compacted in place
     bool after_operand = false;
     bool in_unit = false;  // after a dropped unit word: "km/h", "m / s^2", "cm^2" belong to it
     bool unit_caret = false;  // the last dropped unit token was '^': its exponent is dropped too
@@ -580,9 +626,10 @@ class Parser {
                                tok.type == Tok::rset || tok.type == Tok::end_env ||
                                (tok.type == Tok::cmd && (tok.text == "pi" || tok.text == "infty"));
       if (tok.type != Tok::end) after_operand = operand_end;
-      kept.push_back(std::move(tok));
+      if (&t_[kept] != &tok) t_[kept] = std::move(tok);
+      ++kept;
     }
-    t_ = std::move(kept);
+    t_.resize(kept);
   }
 
   [[nodiscard]] bool all_words() const {
@@ -623,7 +670,7 @@ class Parser {
     return static_cast<int>(nodes_.size()) - 1;
   }
   int leaf(MathKind kind, std::string text) { return add_node(MathNode{kind, std::move(text), {}, 0}); }
-  int node(MathKind kind, std::vector<int> kids, std::string text = {}, int flags = 0) {
+  int node(MathKind kind, KidList kids, std::string text = {}, int flags = 0) {
     for (int k : kids)
       if (k < 0) return -1;
     return add_node(MathNode{kind, std::move(text), std::move(kids), flags});
@@ -632,7 +679,7 @@ class Parser {
   [[nodiscard]] bool ok() const { return error_.empty(); }
 
   int top() {
-    std::vector<int> items{item()};
+    KidList items{item()};
     while (ok() && (is_op(",") || is_op(";") || peek().type == Tok::conj)) {
       ++p_;
       if (peek().type == Tok::end) break;  // "1, 2," trailing separator
@@ -643,8 +690,8 @@ class Parser {
   }
 
   /// Items separated by ',' until a closing token (not consumed).
-  std::vector<int> items_until(bool allow_conj) {
-    std::vector<int> items;
+  KidList items_until(bool allow_conj) {
+    KidList items;
     if (is_op(")") || is_op("]") || peek().type == Tok::rset) return items;
     items.push_back(item());
     while (ok() && (is_op(",") || is_op(";") || (allow_conj && peek().type == Tok::conj))) {
@@ -664,7 +711,7 @@ class Parser {
   int item() {
     DepthGuard guard(*this);
     if (!ok()) return -1;
-    std::vector<int> operands{expr()};
+    KidList operands{expr()};
     std::string ops;
     while (ok() && !relop(peek()).empty()) {
       if (!ops.empty()) ops += ' ';
@@ -683,7 +730,7 @@ class Parser {
   int expr() {
     DepthGuard guard(*this);
     if (!ok()) return -1;
-    std::vector<int> terms;
+    KidList terms;
     int first = -1;
     if (peek().type == Tok::cmd && peek().text == "pm") {  // leading \pm b
       ++p_;
@@ -740,7 +787,7 @@ class Parser {
   int term() {
     DepthGuard guard(*this);
     if (!ok()) return -1;
-    std::vector<int> factors{unary()};
+    KidList factors{unary()};
     while (ok()) {
       if (accept_op("*")) {
         factors.push_back(unary());
@@ -962,7 +1009,7 @@ class Parser {
 
   int matrix() {
     const std::string env = t_[p_++].text;
-    std::vector<int> cells;
+    KidList cells;
     int columns = -1, current = 0;
     for (;;) {
       if (!ok()) return -1;
@@ -1010,6 +1057,7 @@ class Parser {
     return out;
   }
   std::vector<math_detail::Token> tokens;
+  tokens.reserve(text.size() + 2);  // at most one token per byte, and the end token
   math_detail::Lexer lexer(text, options);
   if (!lexer.run(tokens, out.error)) return out;
   return math_detail::Parser(std::move(tokens), options).run();

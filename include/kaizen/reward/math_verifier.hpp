@@ -10,8 +10,12 @@
 //   3. Multiple choice: a gold that is one letter A-Z (optionally "(B)", "B." or "\text{B}") is
 //      compared with the letter of the answer (the answer itself when it is a letter, else
 //      consistency::extract_choice over the completion).
-//   4. Fast paths: the same text (trimmed) -> correct; consistency::normalize_answer of both equal
-//      -> correct; both plain numbers (canonical exact rationals) and different -> incorrect.
+//   4. Fast paths: the same text (trimmed) -> correct; both texts plain rational arithmetic
+//      (math_screen.hpp, arithmetic_value: `-3`, `0.5`, `\frac{3}{4}`, `2^{10}`, `1.5 \times 10^{6}`)
+//      -> their exact values decide: equal -> correct, further apart than twice the tolerance ->
+//      incorrect (`arithmetic_screen`; the same verdicts as the steps below, property-tested);
+//      consistency::normalize_answer of both equal -> correct; both plain numbers (canonical exact
+//      rationals) and different -> incorrect.
 //   5. Parse both (reward/math_parse.hpp) and compare (reward/math_equal.hpp: plain rational
 //      arithmetic exactly in 64 bits, everything else with GiNaC). When either does not parse,
 //      compare normalize_math texts (case-insensitive).
@@ -36,6 +40,7 @@
 #include <kaizen/reward/math_equal.hpp>
 #include <kaizen/reward/math_extract.hpp>
 #include <kaizen/reward/math_parse.hpp>
+#include <kaizen/reward/math_screen.hpp>
 
 namespace kaizen::reward {
 
@@ -45,6 +50,7 @@ struct MathVerifierOptions {
   EqualOptions equal;
   bool reject_truncated = true;  ///< FinishReason::length / ::abort are wrong answers
   bool cache_gold = true;        ///< reuse the parsed gold of the previous call on this thread when it is the same text
+  bool arithmetic_screen = true;  ///< answers and golds written as plain rational arithmetic compare by value first (step 4)
 };
 
 struct MathVerdict {
@@ -103,6 +109,18 @@ class MathVerifier {
   [[nodiscard]] bool equivalent(std::string_view answer, std::string_view gold) const {
     const std::string_view answer_trimmed = consistency::detail::trim(answer);
     if (!answer_trimmed.empty() && answer_trimmed == consistency::detail::trim(gold)) return true;  // same text
+    if (options_.arithmetic_screen) {  // both plain rational arithmetic: their values decide (math_screen.hpp)
+      if (const auto a = math_detail::arithmetic_value(answer)) {
+        if (const auto g = math_detail::arithmetic_value(gold)) {
+          if (*a == *g) return true;
+          const double x = static_cast<double>(a->num) / static_cast<double>(a->den);
+          const double y = static_cast<double>(g->num) / static_cast<double>(g->den);
+          const double d = std::fabs(x - y), m = std::max(std::fabs(x), std::fabs(y));
+          const double tol = std::max(options_.equal.rel_tol, 0.0);
+          if (d > 2 * tol * m && (tol > 0 || d > 0)) return false;  // near the tolerance: the full path decides
+        }
+      }
+    }
     Gold& g = prepared_gold(gold);
     // The fast path drops spaces, which would glue "2 1/2" into 21/2: not for such texts.
     if (!g.digits_around_space && !digits_around_space(answer)) {

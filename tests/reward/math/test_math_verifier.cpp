@@ -1,9 +1,11 @@
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -272,4 +274,192 @@ TEST_CASE("tasks verified by the math verifier through CheckedTask", "[reward][m
   CHECK(arithmetic.verify("2+3=", "5", "4 or 5"));
   CHECK_FALSE(task.verify("2+3=", "5", "4 or 5"));
   CHECK(task.verify("2+3=", "5", "5.0"));
+}
+
+namespace {
+
+/// A random answer text: rational arithmetic, symbols, roots, functions, powers, percents, lists,
+/// sets, intervals, equations and `\pm` (the screen's inputs and the CAS path's).
+struct RandomAnswer {
+  Rng& rng;
+  bool arithmetic_only = false;  ///< numbers, + - * / ^, groups and fractions only (the arithmetic scan's grammar and near it)
+  std::uint64_t pick(std::uint64_t n) { return uniform_index(rng, n); }
+  std::string number() {
+    switch (pick(10)) {
+      case 0: return std::to_string(pick(13));
+      case 1: return std::to_string(pick(1000));
+      case 2: return std::to_string(pick(10)) + "." + std::to_string(pick(100));
+      case 3: return "0." + std::string(pick(3), '0') + std::to_string(1 + pick(99));
+      case 4: return std::to_string(pick(100000000000000000ULL));
+      case 5: return "0" + std::to_string(pick(10));
+      case 6: return "1.5e" + std::to_string(pick(4));
+      case 7: {
+        static const std::vector<std::string_view> odd{"five", "Forty", "twenty-one", "Twenty-one", "\xEF\xBC\x91\xEF\xBC\x92", "\xE2\x88\x92 3",
+                                                       "1,234", "1,23", "1{,}250", "1\\,234", "5!", "3!^2", "2^3!", "2e", "1.5E-2", "60^\\circ",
+                                                       "\\$18", "\\left(3\\right)", "2^-3", "2^1,000", "3\xC3\x97" "4", ".5", "5.", "007"};
+        return std::string(odd[pick(odd.size())]);
+      }
+      default: return std::to_string(1 + pick(9));
+    }
+  }
+  std::string atom(int depth) {
+    if (depth > 3) return number();
+    static const std::vector<std::string_view> functions{"\\sin", "\\cos", "\\tan", "\\ln", "\\exp", "\\arctan", "\\arcsin", "\\sec", "\\cot"};
+    static constexpr std::uint64_t arithmetic[] = {0, 1, 13, 14};
+    switch (arithmetic_only ? arithmetic[pick(4)] : pick(20)) {
+      case 0: return "(" + expr(depth + 1) + ")";
+      case 1: return "\\frac{" + expr(depth + 1) + "}{" + expr(depth + 1) + "}";
+      case 2: return "x";
+      case 3: return "y";
+      case 4: return "\\sqrt{" + expr(depth + 1) + "}";
+      case 5: return "\\pi";
+      case 6: return "e";
+      case 7: return std::string(functions[pick(functions.size())]) + "(" + expr(depth + 1) + ")";
+      case 8: return "|" + expr(depth + 1) + "|";
+      case 9: return "\\infty";
+      case 10: return "i";
+      case 11: return "\\sqrt[3]{" + expr(depth + 1) + "}";
+      case 12: return number() + "\\%";
+      case 13: return "{" + expr(depth + 1) + "}";
+      default: return number();
+    }
+  }
+  std::string unary(int depth) {
+    static const std::vector<std::string_view> exponents{"2", "3", "{-1}", "-2", "0", "{1/2}", "{x}", "{70}", "{10^{9}}", "34"};
+    std::string a = atom(depth);
+    if (pick(5) == 0) a += "^" + std::string(exponents[pick(exponents.size())]);
+    if (pick(8) == 0) a = "-" + a;
+    return a;
+  }
+  std::string expr(int depth) {
+    static const std::vector<std::string_view> products{"*", "\\cdot ", " \\times ", "/", " ", ""};
+    std::string e = unary(depth);
+    while (pick(3) == 0) e += std::string(products[pick(products.size())]) + unary(depth);
+    while (pick(3) == 0) e += (pick(2) ? " + " : "-") + unary(depth);
+    return e;
+  }
+  std::string top() {
+    if (arithmetic_only) return pick(4) ? expr(0) : "$" + expr(0) + "$";
+    switch (pick(10)) {
+      case 0: return expr(0) + ", " + expr(0);
+      case 1: return "\\{" + expr(1) + ", " + expr(1) + "\\}";
+      case 2: return "x = " + expr(0);
+      case 3: return "(" + expr(1) + ", " + expr(1) + "]";
+      case 4: return expr(0) + " \\pm " + expr(1);
+      case 5: return "$" + expr(0) + "$";
+      default: return expr(0);
+    }
+  }
+  /// The same value written differently, or nearly the same (around the tolerance).
+  std::string variant(const std::string& a) {
+    switch (pick(7)) {
+      case 0: return "(" + a + ")";
+      case 1: return "2\\cdot(" + a + ")/2";
+      case 2: return "(" + a + ") + 0";
+      case 3: return "(" + a + ")\\cdot 1.0000000001";
+      case 4: return "(" + a + ") + 10^{-12}";
+      case 5: return "(" + a + ")\\cdot 1.000001";
+      default: return "$" + a + "$";
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the numeric screen and the arithmetic scan give the CAS path's verdicts", "[reward][math][property]") {
+  // Every pair of the corpus' answers and golds (parsed), screen on and off.
+  std::vector<std::string> texts;
+  {
+    std::ifstream in(KAIZEN_MATH_CORPUS);
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty()) continue;
+      const auto j = nlohmann::json::parse(line);
+      texts.push_back(j.at("gold"));
+      if (auto answer = extract_math_answer(j.at("text").get<std::string>()).answer) texts.push_back(*answer);
+    }
+  }
+  std::sort(texts.begin(), texts.end());
+  texts.erase(std::unique(texts.begin(), texts.end()), texts.end());
+  std::vector<MathExpr> trees;
+  for (const auto& t : texts)
+    if (auto parsed = parse_math(t); parsed.expr) trees.push_back(std::move(*parsed.expr));
+  REQUIRE(trees.size() > 300);
+  EqualOptions screen_off;
+  screen_off.numeric_screen = false;
+  int equal = 0, mismatches = 0;
+  for (const auto& gold : trees) {
+    for (const auto& given : trees) {
+      const bool with = math_equal(gold, given), without = math_equal(gold, given, screen_off);
+      equal += without;
+      if (with != without && ++mismatches <= 5) FAIL_CHECK("screen " << with << " vs CAS " << without << ": " << print_math(gold) << " | " << print_math(given));
+    }
+  }
+  CHECK(mismatches == 0);
+  CHECK(equal > 1000);  // measured 1337 equal pairs of 190096: the pairs exercise both verdicts
+
+  // Random answers: a random pair or a value and a rewriting of it, through the whole verifier with
+  // both screens on and off (MathVerifier::equivalent).
+  MathVerifierOptions off;
+  off.equal.numeric_screen = false;
+  off.arithmetic_screen = false;
+  const MathVerifier screened, unscreened(off);
+  Rng rng(2026);
+  RandomAnswer random{rng};
+  int pairs = 0, accepted = 0;
+  mismatches = 0;
+  for (int k = 0; k < 4000; ++k) {
+    random.arithmetic_only = k % 2 == 1;
+    std::string a = random.top(), b = random.pick(2) ? random.top() : random.variant(a);
+    if (random.pick(2)) std::swap(a, b);
+    const bool with = screened.equivalent(a, b), without = unscreened.equivalent(a, b);
+    ++pairs;
+    accepted += without;
+    if (with != without && ++mismatches <= 5) FAIL_CHECK("screened " << with << " vs unscreened " << without << ": " << a << " | " << b);
+  }
+  CHECK(mismatches == 0);
+  CHECK(accepted > pairs / 10);
+}
+
+TEST_CASE("the numeric screen decides what it can and leaves the rest to the CAS", "[reward][math]") {
+  using math_detail::arithmetic_value;
+  using math_detail::SmallRational;
+  // the arithmetic scan: values of plain rational arithmetic, nothing for anything else
+  CHECK(arithmetic_value("$-3$") == SmallRational{-3, 1});
+  CHECK(arithmetic_value("\\frac{3}{4}") == SmallRational{3, 4});
+  CHECK(arithmetic_value("1.5 \\times 10^{6}") == SmallRational{1500000, 1});
+  CHECK(arithmetic_value("2^{10} - 2^-1") == SmallRational{2047, 2});
+  CHECK(arithmetic_value("-2^2") == SmallRational{-4, 1});
+  CHECK(arithmetic_value("1/2*3") == SmallRational{3, 2});
+  // as the lexer reads them: separators, scientific notation, words, fullwidth digits, U+2212, n!, degrees, \$
+  CHECK(arithmetic_value("1,234.5") == SmallRational{2469, 2});
+  CHECK(arithmetic_value("1{,}250") == SmallRational{1250, 1});
+  CHECK(arithmetic_value("1.5e3") == SmallRational{1500, 1});
+  CHECK(arithmetic_value("Forty") == SmallRational{40, 1});
+  CHECK(arithmetic_value("twenty-one") == SmallRational{21, 1});
+  CHECK(arithmetic_value("\xEF\xBC\x91\xEF\xBC\x93") == SmallRational{13, 1});
+  CHECK(arithmetic_value("\xE2\x88\x92" "3") == SmallRational{-3, 1});
+  CHECK(arithmetic_value("5!") == SmallRational{120, 1});
+  CHECK(arithmetic_value("60^{\\circ}") == SmallRational{60, 1});
+  CHECK(arithmetic_value("\\$18.50") == SmallRational{37, 2});
+  for (const char* other : {"2\\frac12", "2\\frac{1}{2}", "2 1/2", "2(3)", "(1,234)", "1,23", "5.", "007", "2^3^2", "0^0", "1/0", "50\\%",
+                            "21!", "x", "5 cm", "Twenty-one", "\\sqrt{4}", "9223372036854775807 * 2", "\\frac12", "((((((((((1))))))))))"})
+    CHECK_FALSE(arithmetic_value(other));
+  // the same verdicts with and without the screens, including the guards' reasons
+  MathVerifierOptions off;
+  off.equal.numeric_screen = false;
+  off.arithmetic_screen = false;
+  const MathVerifier screened, unscreened(off);
+  for (auto [answer, gold] : {std::pair{"\\sin^2 x + \\cos^2 x", "1"}, {"\\sqrt{72}", "6\\sqrt{2}"}, {"\\sqrt{62}", "6\\sqrt{2}"},
+                              {"2e", "e^2"}, {"1.414", "\\sqrt{2}"}, {"1.41421356237", "\\sqrt2"}, {"(x-1)(x+1)", "x^2-1"},
+                              {"\\tan(\\pi/2)", "\\tan(\\frac{\\pi}{2})"}, {"\\ln(0)", "\\ln 0"}, {"x", "|x|"}, {"y = 2x - 1", "y=2x+1"},
+                              {"2x - y + 1 = 0", "y=2x+1"}, {"45\\%", "0.45"}, {"(1,\\infty)", "(1, \\infty)"}, {"0.3333333", "\\frac13"},
+                              {"0.3333333333333", "\\frac13"}, {"2^{10}", "1000"}, {"0^0", "1"}, {"\\frac{1}{x-x}", "1"},
+                              // found by the random pairs: 1992^{-102} underflows a double (the screen leaves it to the CAS)
+                              {"(1.5e3^34*{1992^-3}^34)\\cdot 1.000001", "1.5e3^34*{1992^-3}^34"}}) {
+    INFO(answer << " vs " << gold);
+    CHECK(screened.equivalent(answer, gold) == unscreened.equivalent(answer, gold));
+  }
+  const auto refused = math_equal_explained(*parse_math("2^{10^{9}}").expr, *parse_math("4").expr);
+  CHECK_FALSE(refused.equal);
+  CHECK(refused.why == "exponent too large");
 }
