@@ -121,3 +121,60 @@ function(kaizen_add_example name)
   target_precompile_headers(${name} REUSE_FROM kaizen_example_pch)
   kaizen_pch_cache_key(${name})
 endfunction()
+
+# --- kaizen::distributed: data-parallel loops over LibTorch's c10d (Gloo on CPU, NCCL where built) ---------
+# The torch wheel ships c10d's headers but not Gloo's, which ProcessGroupGloo.hpp includes (and declares the
+# class only) under USE_C10D_GLOO; Debian's libgloo-dev provides them. The Gloo symbols themselves are inside
+# libtorch_cpu, so nothing more is linked. NCCL (ProcessGroupNCCL.hpp, under USE_C10D_NCCL) needs nccl.h, from
+# the wheel's nvidia-nccl package, and a CUDA build of LibTorch. Without LibTorch or Gloo's headers the target is
+# not made and tests/distributed registers nothing.
+if(TARGET kaizen_torch AND NOT TARGET kaizen_distributed)
+  find_path(KAIZEN_GLOO_INCLUDE_DIR gloo/allreduce.h DOC "Gloo's headers (Debian: libgloo-dev)")
+  if(KAIZEN_GLOO_INCLUDE_DIR)
+    add_library(kaizen_distributed INTERFACE)
+    add_library(kaizen::distributed ALIAS kaizen_distributed)
+    set_target_properties(kaizen_distributed PROPERTIES EXPORT_NAME distributed)
+    target_include_directories(kaizen_distributed SYSTEM INTERFACE ${KAIZEN_GLOO_INCLUDE_DIR})
+    target_compile_definitions(kaizen_distributed INTERFACE USE_C10D_GLOO)
+    target_link_libraries(kaizen_distributed INTERFACE kaizen)
+    if(TARGET torch_cuda AND Torch_DIR)
+      find_path(KAIZEN_NCCL_INCLUDE_DIR nccl.h
+                HINTS "${Torch_DIR}/../../../../nvidia/nccl/include" ENV NCCL_HOME PATH_SUFFIXES include
+                DOC "NCCL's headers (the torch wheel's nvidia-nccl package, or a CUDA toolkit)")
+      if(KAIZEN_NCCL_INCLUDE_DIR)
+        target_include_directories(kaizen_distributed SYSTEM INTERFACE ${KAIZEN_NCCL_INCLUDE_DIR})
+        target_compile_definitions(kaizen_distributed INTERFACE USE_C10D_NCCL)
+      endif()
+    endif()
+    list(APPEND _kaizen_library_targets kaizen_distributed)
+  else()
+    message(STATUS "kaizen: Gloo's headers (libgloo-dev) not found; kaizen::distributed is not defined")
+  endif()
+endif()
+
+# --- kaizen::objectives: policy-gradient and preference losses chosen at run time (TRL's names), precompiled ------
+# A STATIC library holding the instantiations of policy_gradient::policy_loss for every objective a config can
+# name, the preference losses and the config parser (src/objectives/). A consumer includes only
+# <kaizen/objectives/runtime.hpp> (the tensor type, no LibTorch operators, no objective templates) and links it.
+if(TARGET kaizen_torch AND NOT TARGET kaizen_objectives)
+  add_library(kaizen_objectives STATIC
+    ${CMAKE_CURRENT_LIST_DIR}/../src/objectives/config.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/../src/objectives/policy_loss.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/../src/objectives/policy_token.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/../src/objectives/policy_sequence.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/../src/objectives/policy_geometric.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/../src/objectives/preference_loss.cpp)
+  add_library(kaizen::objectives ALIAS kaizen_objectives)
+  set_target_properties(kaizen_objectives PROPERTIES EXPORT_NAME objectives POSITION_INDEPENDENT_CODE ON)
+  target_link_libraries(kaizen_objectives PUBLIC kaizen_torch PRIVATE $<BUILD_INTERFACE:kaizen_project_options>)
+  # ~200 instantiations of policy_loss: thin glue between LibTorch calls (the arithmetic runs inside LibTorch), so
+  # they are compiled at -O1 to keep the library's build short. Appended last, it overrides the build type's -O.
+  if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    set_source_files_properties(
+      ${CMAKE_CURRENT_LIST_DIR}/../src/objectives/policy_token.cpp
+      ${CMAKE_CURRENT_LIST_DIR}/../src/objectives/policy_sequence.cpp
+      ${CMAKE_CURRENT_LIST_DIR}/../src/objectives/policy_geometric.cpp
+      TARGET_DIRECTORY kaizen_objectives PROPERTIES COMPILE_OPTIONS -O1)
+  endif()
+  list(APPEND _kaizen_library_targets kaizen_objectives)
+endif()

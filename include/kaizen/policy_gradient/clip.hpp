@@ -19,8 +19,8 @@
 #include <cmath>
 #include <limits>
 
+#include <ATen/core/grad_mode.h>
 #include <torch/types.h>
-#include <torch/utils.h>
 
 #include <kaizen/policy_gradient/options.hpp>
 
@@ -75,7 +75,7 @@ template <class Clip>
 template <class Ratio, class Clip>
 [[nodiscard]] ClipEvents clip_events(const Clip& clip, const torch::Tensor& ratio, const torch::Tensor& advantages,
                                      const torch::Tensor& log_ratio) {
-  torch::NoGradGuard no_grad;
+  at::NoGradGuard no_grad;
   const torch::Tensor none;
   if constexpr (Clip::mode == ClipMode::none || Clip::mode == ClipMode::sapo) {
     (void)clip, (void)advantages, (void)log_ratio;

@@ -15,8 +15,8 @@
 #include <cmath>
 #include <string_view>
 
+#include <ATen/core/grad_mode.h>
 #include <torch/types.h>
-#include <torch/utils.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/policy_gradient/detail/checks.hpp>
@@ -39,7 +39,7 @@ namespace kaizen::policy_gradient {
   detail::check_like(fn, "sampler_logprobs", sampler_logprobs, old_logprobs, "old_logprobs");
   detail::check_finite(fn, "old_logprobs", old_logprobs, m);
   detail::check_finite(fn, "sampler_logprobs", sampler_logprobs, m);
-  torch::NoGradGuard no_grad;
+  at::NoGradGuard no_grad;
   const auto valid = m != 0;
   auto u = torch::where(valid, old_logprobs - sampler_logprobs, torch::zeros_like(old_logprobs));
   if (options.level == ImportanceLevel::sequence) u = u.sum(1, /*keepdim=*/true).expand_as(m);

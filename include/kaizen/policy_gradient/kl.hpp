@@ -18,8 +18,8 @@
 #include <limits>
 #include <string_view>
 
+#include <ATen/core/grad_mode.h>
 #include <torch/types.h>
-#include <torch/utils.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/policy_gradient/detail/checks.hpp>
@@ -98,7 +98,7 @@ namespace detail {
   detail::check_finite(fn, "scores", scores);
   const auto m = detail::mask_as(fn, mask, old_logprobs);
   detail::check_rows_nonempty(fn, m);
-  torch::NoGradGuard no_grad;
+  at::NoGradGuard no_grad;
   auto rewards = -beta * kl_estimate(old_logprobs, ref_logprobs, m, estimator);
   // Last valid column per row: the largest column index with a non-zero mask.
   const auto columns = torch::arange(m.size(1), torch::TensorOptions().dtype(torch::kInt64).device(m.device()));

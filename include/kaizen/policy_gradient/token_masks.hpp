@@ -24,8 +24,8 @@
 
 #include <string_view>
 
+#include <ATen/core/grad_mode.h>
 #include <torch/types.h>
-#include <torch/utils.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/policy_gradient/detail/checks.hpp>
@@ -52,7 +52,7 @@ namespace kaizen::policy_gradient {
                advantages.sizes());
   detail::check_finite(fn, "logprobs", logprobs, m);
   detail::check_finite(fn, "sampler_logprobs", sampler_logprobs, m);
-  torch::NoGradGuard no_grad;
+  at::NoGradGuard no_grad;
   const auto valid = m != 0;
   const auto zero = torch::zeros_like(logprobs);
   const auto kl = torch::where(valid, sampler_logprobs - logprobs, zero);
@@ -77,7 +77,7 @@ namespace kaizen::policy_gradient {
   KAIZEN_CHECK(entropy.dim() == 2, fn, ": expected [B, T] `entropy`, got shape ", entropy.sizes());
   const auto m = detail::mask_as(fn, mask, entropy);
   detail::check_finite(fn, "entropy", entropy, m);
-  torch::NoGradGuard no_grad;
+  at::NoGradGuard no_grad;
   const auto valid = m != 0;
   const auto values = entropy.detach().masked_select(valid);
   if (values.numel() == 0) return torch::zeros_like(valid);

@@ -21,8 +21,8 @@
 #include <optional>
 #include <string_view>
 
+#include <ATen/core/grad_mode.h>
 #include <torch/types.h>
-#include <torch/utils.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/policy_gradient/aggregation.hpp>
@@ -63,7 +63,7 @@ struct VespoOptions {
   detail::check_finite(fn, "logprobs", logprobs, m);
   detail::check_finite(fn, "old_logprobs", old_logprobs, m);
   detail::check_finite(fn, "advantages", advantages);
-  torch::NoGradGuard no_grad;
+  at::NoGradGuard no_grad;
   const auto valid = m != 0;
   const auto zero = torch::zeros_like(logprobs);
   const auto delta = torch::where(valid, logprobs.detach() - old_logprobs.detach(), zero).clamp(-20.0, 20.0);

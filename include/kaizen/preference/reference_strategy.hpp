@@ -19,8 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include <ATen/core/grad_mode.h>
 #include <torch/types.h>
-#include <torch/utils.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/core/policy.hpp>
@@ -40,7 +40,7 @@ inline void mix_parameters(const std::vector<torch::Tensor>& target, const std::
     KAIZEN_CHECK(target[i].sizes() == source[i].sizes(), "mix_parameters: parameter ", i, " has shape ",
                  target[i].sizes(), " in the reference but ", source[i].sizes(), " in the policy");
   }
-  torch::NoGradGuard no_grad;
+  at::NoGradGuard no_grad;
   for (std::size_t i = 0; i < target.size(); ++i) {
     const torch::Tensor src = source[i].detach().to(target[i].device(), target[i].scalar_type());
     if (alpha == 1.0) {
