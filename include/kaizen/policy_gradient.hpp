@@ -13,6 +13,7 @@
 #include <kaizen/policy_gradient/clip.hpp>
 #include <kaizen/policy_gradient/dapo.hpp>
 #include <kaizen/policy_gradient/drift.hpp>
+#include <kaizen/policy_gradient/estimators.hpp>
 #include <kaizen/policy_gradient/importance.hpp>
 #include <kaizen/policy_gradient/kl.hpp>
 #include <kaizen/policy_gradient/nft.hpp>

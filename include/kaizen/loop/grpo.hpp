@@ -1,20 +1,24 @@
-// kaizen/loop/grpo.hpp - the online group-relative policy-gradient loop (GRPO and its variants).
+// kaizen/loop/grpo.hpp - the online group-relative policy-gradient loop (GRPO and its variants): the
+// general online policy-gradient loop (loop/policy_gradient.hpp) with the Grpo advantage estimator.
 //
 // One step, for prompts x_1..x_P drawn from the prompt source (arms from the curriculum if any):
 //   1. sample G completions y_p1..y_pG per prompt from the sampler (seed drawn from the loop's engine)
 //   2. r_pi = reward(x_p, y_pi);  optionally drop groups whose rewards are all equal (DAPO dynamic
 //      sampling) and sample fresh prompts to refill, up to `max_refill_rounds` times
 //   3. collate; log π_old = the trainer's log-probs of the sampled tokens under the sampling transform
-//      (no gradient); log π_ref likewise from the reference policy when the objective has a KL term
-//   4. A_pi = group_advantages(r, groups)            (kaizen::policy_gradient)
+//      (no gradient); log π_ref likewise from the reference policy (any Policy type) when the objective
+//      has a KL term
+//   4. A_pi = group_advantages(r, groups, config.advantages)            (kaizen::policy_gradient)
 //   5. for each epoch, for each mini-batch of groups (shuffled): loss = policy_loss(log π_θ, log π_old,
 //      log π_ref, A, completion mask, objective); backward; clip the global gradient norm; AdamW step
 //   6. curriculum.update(arms, mean |A| of each arm's group); report metrics; checkpoint
 // The stages are shared with the other loops: draw_prompts / rollout_step (loop/prompts.hpp,
-// loop/rollout.hpp), frozen_logprobs (loop/batch.hpp), policy_gradient_update (loop/update.hpp),
-// make_adamw / warmup_learning_rate (loop/optimizer.hpp), save/load_checkpoint (loop/checkpoint.hpp).
+// loop/rollout.hpp), frozen_logprobs and policy_logprobs (loop/batch.hpp; the fused linear + log-prob
+// path for a HiddenStatePolicy), policy_gradient_update (loop/update.hpp), make_adamw /
+// warmup_learning_rate (loop/optimizer.hpp), save/load_checkpoint (loop/checkpoint.hpp).
 // Resuming from a checkpoint (policy, optimiser, engine, curriculum, step) continues exactly as the run
-// that never stopped, because every random draw comes from the saved engine.
+// that never stopped, because every random draw comes from the saved engine. Other advantage
+// estimators (RLOO, REINFORCE++, ReMax, OPO, pass@k, the user's own): loop::policy_gradient_loop.
 //
 // References: Shao et al. 2024, "DeepSeekMath" (GRPO, arXiv 2402.03300); Yu et al. 2025, "DAPO"
 // (dynamic sampling, arXiv 2503.14476); Loshchilov & Hutter 2019, "Decoupled Weight Decay
@@ -22,36 +26,23 @@
 // advantage as the curriculum's reward, arXiv 2505.14970).
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <filesystem>
-#include <span>
-#include <vector>
-
-#include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include <kaizen/core/collate.hpp>
 #include <kaizen/core/curriculum.hpp>
 #include <kaizen/core/error.hpp>
 #include <kaizen/core/policy.hpp>
 #include <kaizen/core/reward.hpp>
-#include <kaizen/core/rng.hpp>
 #include <kaizen/core/sampler.hpp>
 #include <kaizen/core/types.hpp>
-#include <kaizen/loop/batch.hpp>
-#include <kaizen/loop/checkpoint.hpp>
 #include <kaizen/loop/metrics.hpp>
-#include <kaizen/loop/optimizer.hpp>
+#include <kaizen/loop/policy_gradient.hpp>
 #include <kaizen/loop/prompts.hpp>
-#include <kaizen/loop/rollout.hpp>
-#include <kaizen/loop/update.hpp>
 #include <kaizen/policy_gradient/advantages.hpp>
 #include <kaizen/policy_gradient/dapo.hpp>
+#include <kaizen/policy_gradient/estimators.hpp>
 #include <kaizen/policy_gradient/options.hpp>
-#include <kaizen/policy_gradient/policy_loss.hpp>
-#include <kaizen/torch/logit_transform.hpp>
-#include <kaizen/torch/policy_logprobs.hpp>
 
 namespace kaizen::loop {
 
@@ -78,13 +69,11 @@ struct GrpoConfig {
   std::int64_t checkpoint_every = 0;     ///< > 0: save to checkpoint_dir every so many steps and at the end
   std::filesystem::path checkpoint_dir;  ///< where checkpoints go
   std::filesystem::path resume_from;     ///< non-empty: continue from this checkpoint
+  distributed::Communicator* communicator = nullptr;  ///< non-null: data-parallel over its ranks (docs/distributed.md)
 };
 
 /// What a finished run hands back.
-struct GrpoResult {
-  std::int64_t steps = 0;             ///< steps completed (including resumed ones)
-  std::vector<nlohmann::json> history;  ///< the "grpo" metrics of the steps this call ran
-};
+using GrpoResult = PolicyGradientResult;
 
 namespace detail {
 
@@ -107,13 +96,34 @@ inline void check_config(const GrpoConfig& c) {
 
 }  // namespace detail
 
+/// The general loop's configuration for a GRPO config (name "grpo"; the advantages come from the Grpo
+/// estimator with `config.advantages`).
+[[nodiscard]] inline PolicyGradientConfig to_policy_gradient_config(const GrpoConfig& c) {
+  PolicyGradientConfig out{.steps = c.steps, .prompts_per_step = c.prompts_per_step, .group_size = c.group_size,
+                           .epochs = c.epochs, .minibatch_groups = c.minibatch_groups,
+                           .learning_rate = c.learning_rate, .warmup_steps = c.warmup_steps,
+                           .weight_decay = c.weight_decay, .beta1 = c.beta1, .beta2 = c.beta2,
+                           .max_grad_norm = c.max_grad_norm, .sampling = c.sampling};
+  out.estimator_options.group = c.advantages;
+  out.dynamic_sampling = c.dynamic_sampling;
+  out.max_refill_rounds = c.max_refill_rounds;
+  out.seed = c.seed;
+  out.collate = c.collate;
+  out.checkpoint_every = c.checkpoint_every;
+  out.checkpoint_dir = c.checkpoint_dir;
+  out.resume_from = c.resume_from;
+  out.communicator = c.communicator;
+  out.name = "grpo";
+  return out;
+}
+
 /// Runs GRPO from the current policy (or from `config.resume_from`) until `config.steps` steps are done.
 ///
 /// `policy`: trained in place. `sampler`: must sample from the policy itself (e.g. lm::LlamaSampler over
 /// the same model) so that log π_old is on-policy. `reward`: any OutcomeReward. `source(arm, rng)`:
 /// prompts. `objective`: a policy_gradient::Objective (kGrpo, kDapo, ...). `reference`: the frozen
-/// reference policy for the objective's KL term (required when the objective's KL estimator is not
-/// none; ignored otherwise). `curriculum`: a kaizen::Curriculum whose arms are passed to `source`, or
+/// reference policy for the objective's KL term, of any Policy type (required when the objective's KL
+/// estimator is not none; ignored otherwise). `curriculum`: a kaizen::Curriculum whose arms are passed to `source`, or
 /// nullptr. `on_metrics` receives {"event":"grpo","step",...} after every step.
 /// Throws kaizen::Error on an invalid config (group_size < 2, ...), a missing reference for a KL
 /// objective, and for everything the sampler, reward, collate or policy_loss reject.
@@ -127,108 +137,13 @@ GrpoResult grpo(H&, Rest&&...) {
 }
 
 template <Policy P, Sampler S, OutcomeReward R, PromptSource Src, class Ratio, class Clip, class Kl, class Aggregate,
-          class C = NoCurriculum>
+          Policy Ref = P, class C = NoCurriculum>
 GrpoResult grpo(P& policy, S& sampler, R& reward, Src& source,
                 const policy_gradient::Objective<Ratio, Clip, Kl, Aggregate>& objective, const GrpoConfig& config,
-                const MetricsCallback& on_metrics = {}, P* reference = nullptr, C* curriculum = nullptr) {
-  using Clock = std::chrono::steady_clock;
-  constexpr bool kWithCurriculum = Curriculum<C>;
-  constexpr bool kWithKl = Kl::estimator != policy_gradient::KlEstimator::none;
+                const MetricsCallback& on_metrics = {}, Ref* reference = nullptr, C* curriculum = nullptr) {
   detail::check_config(config);
-  if constexpr (kWithKl) {
-    KAIZEN_CHECK(reference != nullptr, "grpo: the objective has a KL term, so a reference policy is required");
-  }
-  const lm::LogitTransform transform = lm::LogitTransform::from(config.sampling);
-  const std::vector<torch::Tensor> params = policy.parameters();
-  torch::optim::AdamW optimizer = make_adamw(
-      params, {.learning_rate = config.learning_rate, .weight_decay = config.weight_decay, .beta1 = config.beta1,
-               .beta2 = config.beta2});
-  LoopState state;
-  state.rng.seed(config.seed);
-  if (!config.resume_from.empty()) {
-    state = load_checkpoint(config.resume_from, policy, optimizer);
-    if constexpr (kWithCurriculum) {
-      KAIZEN_CHECK(curriculum != nullptr && !state.extra.is_null(),
-                   "grpo: resuming with a curriculum needs the curriculum state in the checkpoint");
-      curriculum->restore(state.extra);
-    }
-  }
-  auto save = [&] {
-    if constexpr (kWithCurriculum) {
-      if (curriculum != nullptr) state.extra = curriculum->state();
-    }
-    save_checkpoint(config.checkpoint_dir, policy, optimizer, state);
-  };
-  const RolloutOptions rollout_options{.prompts = config.prompts_per_step, .group_size = config.group_size,
-                                       .dynamic_sampling = config.dynamic_sampling,
-                                       .max_refill_rounds = config.max_refill_rounds, .who = "grpo"};
-
-  GrpoResult result;
-  while (state.step < config.steps) {
-    const auto t0 = Clock::now();
-    // 1-2. Prompts (from the curriculum's arms), G rollouts each, rewards; dynamic sampling keeps only
-    //      informative groups.
-    const StepRollouts r = rollout_step(sampler, reward, source, rollout_options, config.sampling, state.rng, curriculum);
-    const auto t1 = Clock::now();
-    const auto sampled = static_cast<double>(r.sampled_groups * config.group_size);
-    nlohmann::json metrics = {{"event", "grpo"},
-                              {"step", state.step + 1},
-                              {"reward_mean", r.reward_sum / sampled},
-                              {"sampled_groups", r.sampled_groups},
-                              {"dropped_groups", r.dropped_groups},
-                              {"kept_groups", static_cast<std::int64_t>(r.prompts.size())},
-                              {"completion_length_mean", static_cast<double>(r.sampled_tokens) / sampled}};
-    std::vector<double> gains(r.prompts.size(), 0.0);
-    if (!r.prompts.empty()) {
-      // 3. Collate; old / reference log-probs.
-      const TokenBatch batch = collate(std::span<const Prompt>(r.prompts), std::span<const Completion>(r.completions),
-                                       std::span<const double>(r.rewards), config.group_size, config.collate);
-      const torch::Tensor old_logprobs = frozen_logprobs(policy, batch, transform);
-      torch::Tensor ref_logprobs;
-      if constexpr (kWithKl) ref_logprobs = frozen_logprobs(*reference, batch, transform);
-      if (batch.old_logprobs.defined()) {
-        const torch::Tensor diff = (old_logprobs - batch.old_logprobs.to(old_logprobs.dtype())).abs();
-        metrics["sampler_trainer_logprob_max_abs_diff"] = diff.max().item<double>();
-      }
-      // 4. Group-relative advantages; the curriculum's gain of a group is its mean |A|.
-      const torch::Tensor advantages =
-          policy_gradient::group_advantages(batch.rewards.to(old_logprobs.dtype()), batch.group_ids, config.advantages);
-      {
-        const torch::Tensor abs_adv = advantages.abs().cpu().to(torch::kDouble).contiguous();
-        const auto a = abs_adv.accessor<double, 1>();
-        const auto G = static_cast<std::size_t>(config.group_size);
-        for (std::size_t p = 0; p < r.prompts.size(); ++p)
-          for (std::size_t i = 0; i < G; ++i) gains[p] += a[static_cast<std::int64_t>(p * G + i)] / static_cast<double>(G);
-      }
-      // 5. Epochs over shuffled mini-batches of groups, at this step's learning rate.
-      const double lr = warmup_learning_rate(config.learning_rate, config.warmup_steps, state.step + 1);
-      set_learning_rate(optimizer, lr);
-      metrics["learning_rate"] = lr;
-      policy_gradient_update(policy, optimizer, params, batch, old_logprobs, ref_logprobs, advantages, transform,
-                             objective,
-                             {.group_size = config.group_size, .epochs = config.epochs,
-                              .minibatch_groups = config.minibatch_groups, .max_grad_norm = config.max_grad_norm},
-                             state.rng)
-          .write_to(metrics);
-    }
-    // 6. Curriculum, bookkeeping, metrics, checkpoint.
-    if constexpr (kWithCurriculum) {
-      if (curriculum != nullptr && !r.arms.empty()) {
-        curriculum->update(std::span<const ArmId>(r.arms), std::span<const double>(gains));
-        metrics["curriculum_probabilities"] = curriculum->probabilities();
-      }
-    }
-    ++state.step;
-    const auto t2 = Clock::now();
-    metrics["sample_seconds"] = std::chrono::duration<double>(t1 - t0).count();
-    metrics["train_seconds"] = std::chrono::duration<double>(t2 - t1).count();
-    metrics["sampled_tokens"] = r.sampled_tokens;
-    if (on_metrics) on_metrics(metrics);
-    result.history.push_back(std::move(metrics));
-    if (config.checkpoint_every > 0 && (state.step % config.checkpoint_every == 0 || state.step == config.steps)) save();
-  }
-  result.steps = state.step;
-  return result;
+  return policy_gradient_loop(policy, sampler, reward, source, policy_gradient::Grpo{config.advantages}, objective,
+                              to_policy_gradient_config(config), on_metrics, reference, curriculum);
 }
 
 }  // namespace kaizen::loop

@@ -270,7 +270,7 @@ nlohmann::json dpo_step(P& policy, P& reference, torch::optim::Optimizer& optimi
   }
   const TokenBatch batch = collate(std::span<const Rollout>(rows), config.collate);
   const torch::Tensor ref = frozen_logprobs(reference, batch);
-  const torch::Tensor lp = lm::policy_logprobs(policy, batch);
+  const torch::Tensor lp = loop::policy_logprobs(policy, batch);
   const preference::PairLogProbs pair_lp = preference::pair_logprobs(lp, batch.completion_mask, ref);
   const auto out = config.nll_weight > 0.0
                        ? preference::rpo_loss(pair_lp, {.beta = config.dpo.beta, .alpha = config.nll_weight})

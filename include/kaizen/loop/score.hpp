@@ -228,7 +228,7 @@ ScoreResult score(P& policy, P& reference, S& sampler, R& reward, std::span<cons
         if (stage == ScoreStage::one) beta_rows[2 * p * G + i] = config.beta2;
       }
     // 4. One update on the policy term plus the per-attempt KL.
-    const torch::Tensor logprobs = lm::policy_logprobs(policy, batch, transform);
+    const torch::Tensor logprobs = loop::policy_logprobs(policy, batch, transform);
     const auto pg = policy_gradient::policy_loss(logprobs, old_logprobs, torch::Tensor(), advantages,
                                                  batch.completion_mask, objective);
     const torch::Tensor kl = policy_gradient::kl_estimate(logprobs, ref_logprobs, batch.completion_mask, config.kl_estimator);

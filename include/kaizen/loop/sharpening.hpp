@@ -45,6 +45,7 @@
 #include <kaizen/core/rng.hpp>
 #include <kaizen/core/sampler.hpp>
 #include <kaizen/core/types.hpp>
+#include <kaizen/loop/batch.hpp>
 #include <kaizen/loop/checkpoint.hpp>
 #include <kaizen/loop/metrics.hpp>
 #include <kaizen/loop/optimizer.hpp>
@@ -135,7 +136,7 @@ template <Policy P>
       rows.push_back(std::move(r));
     }
     const TokenBatch batch = collate(std::span<const Rollout>(rows), options);
-    const torch::Tensor lp = lm::policy_logprobs(policy, batch).to(torch::kDouble).sum(1).cpu().contiguous();
+    const torch::Tensor lp = loop::policy_logprobs(policy, batch).to(torch::kDouble).sum(1).cpu().contiguous();
     const torch::Tensor n = batch.completion_lengths.to(torch::kDouble).cpu().contiguous();
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto k = static_cast<std::int64_t>(i);

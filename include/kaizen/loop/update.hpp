@@ -1,6 +1,8 @@
 // kaizen/loop/update.hpp - the update stages loops compose (the DPO step lives in loop/iterative_dpo.hpp):
 //
 //   sft_loss:  L(θ) = − Σ_b Σ_t m_bt log π_θ(y_bt | x_b, y_b,<t) / Σ_b Σ_t m_bt   (token mean, m = completion mask)
+// Token log-probs come from loop::policy_logprobs (loop/batch.hpp): the fused linear + log-prob path for a
+// HiddenStatePolicy, so the [B, T, V] logits are never materialised there.
 //   sft_step:  collate a list of rollouts (prompt → target completion), one AdamW update on sft_loss
 //   policy_gradient_update: for each epoch, the groups in an order shuffled by the loop's engine, cut into
 //              mini-batches of `minibatch_groups` groups (0 = all); per mini-batch the policy_gradient
@@ -38,7 +40,7 @@ namespace kaizen::loop {
 /// Token-mean negative log-likelihood of the completions of `batch` under `policy` (with gradient).
 template <Policy P>
 [[nodiscard]] torch::Tensor sft_loss(P& policy, const TokenBatch& batch) {
-  const torch::Tensor logprobs = lm::policy_logprobs(policy, batch);
+  const torch::Tensor logprobs = loop::policy_logprobs(policy, batch);
   const torch::Tensor mask = batch.completion_mask.to(logprobs.scalar_type());
   return -(logprobs * mask).sum() / mask.sum();
 }
@@ -124,7 +126,7 @@ PolicyGradientStats policy_gradient_update(P& policy, torch::optim::Optimizer& o
       const torch::Tensor index = torch::tensor(rows, torch::kLong);
       const TokenBatch mb = select_rows(batch, index);
       const torch::Tensor idx = index.to(old_logprobs.device());
-      const torch::Tensor logprobs = lm::policy_logprobs(policy, mb, transform);
+      const torch::Tensor logprobs = loop::policy_logprobs(policy, mb, transform);
       const auto out = policy_gradient::policy_loss(
           logprobs, old_logprobs.index_select(0, idx),
           ref_logprobs.defined() ? ref_logprobs.index_select(0, idx) : torch::Tensor(),
