@@ -124,6 +124,7 @@ class LlamaSampler {
       }
     }
     KvCache cache;
+    cache.reserve = std::min(width + params.max_new_tokens, config.max_position_embeddings);
     torch::Tensor hidden = model_->forward(ids.to(device), pos.to(device), mask.to(device), &cache);
     torch::Tensor last = model_->project(hidden.select(1, width - 1));  // [B, V]
 
@@ -131,8 +132,11 @@ class LlamaSampler {
     std::vector<bool> active(prompts.size(), true);
     std::int64_t remaining = B;
     for (std::int64_t step = 0; remaining > 0; ++step) {
-      const torch::Tensor logp = transformed_log_softmax(last, transform).to(torch::kCPU, torch::kDouble).contiguous();
+      // float32 log-probs (float64 for a float64 model); exp in one vectorised pass, sums in double.
+      const torch::Tensor logp = transformed_log_softmax(last, transform).to(torch::kCPU).to(torch::kDouble).contiguous();
+      const torch::Tensor probs = logp.exp();
       const auto a_logp = logp.accessor<double, 2>();
+      const auto a_probs = probs.accessor<double, 2>();
       const std::int64_t V = logp.size(1);
       torch::Tensor next_ids = torch::full({B, 1}, pad_id_, torch::kLong);
       torch::Tensor next_pos = torch::zeros({B, 1}, torch::kLong);
@@ -144,12 +148,12 @@ class LlamaSampler {
         const auto bi = static_cast<std::size_t>(b);
         if (!active[bi]) continue;
         double total = 0.0;
-        for (std::int64_t v = 0; v < V; ++v) total += std::exp(a_logp[b][v]);
+        for (std::int64_t v = 0; v < V; ++v) total += a_probs[b][v];
         const double u = uniform01(rng) * total;
         double cumulative = 0.0;
         TokenId token = -1;
         for (std::int64_t v = 0; v < V; ++v) {
-          const double p = std::exp(a_logp[b][v]);
+          const double p = a_probs[b][v];
           cumulative += p;
           if (p > 0.0) token = v;  // the last kept token, should rounding leave u above the total
           if (cumulative > u && p > 0.0) break;
