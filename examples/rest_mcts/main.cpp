@@ -241,10 +241,7 @@ struct CountingSampler {
 int run(const Options& o) {
   using namespace kaizen;
   using Clock = std::chrono::steady_clock;
-  const auto t_start = Clock::now();
-  torch::set_num_threads(o.threads);
-  torch::manual_seed(o.seed);
-  std::filesystem::create_directories(o.out_dir);
+  const auto t_start = tiny::begin_run(o.out_dir, o.threads, o.seed);
   std::ofstream metrics_file(std::filesystem::path(o.out_dir) / "metrics.jsonl");
   const loop::JsonLinesWriter jsonl(metrics_file);
 
@@ -252,8 +249,8 @@ int run(const Options& o) {
   const tasks::CharTokenizer tokenizer("0123456789+-*/()=>,: ;");
   const TokenId delimiter = tokenizer.encode(";").front();
   const tasks::HeldOutSplit<tasks::Countdown> split(task, static_cast<std::size_t>(o.eval_prompts), o.seed + 1000);
-  std::vector<Prompt> held_out, train;
-  for (const auto& p : split.held_out()) held_out.push_back(tasks::make_prompt(p, tokenizer));
+  const std::vector<Prompt> held_out = tiny::held_out_prompts(split, tokenizer);
+  std::vector<Prompt> train;
   Rng data_rng(o.seed + 4000);
   for (int i = 0; i < o.train_prompts; ++i) train.push_back(tasks::make_prompt(split.train(-1, data_rng), tokenizer));
 
@@ -386,7 +383,7 @@ int run(const Options& o) {
                     if (m["event"] == "rest_mcts_iteration") jsonl(m);
                   },
                   hooks, decode);
-  const double mcts_seconds = std::chrono::duration<double>(Clock::now() - t_mcts).count();
+  const double mcts_seconds = tiny::seconds_since(t_mcts);
 
   // 3. ReST-EM from the same warm start, N chosen for the same generated tokens per iteration.
   loop::restore_snapshot(model, warm);
@@ -432,7 +429,7 @@ int run(const Options& o) {
                   if (m["event"] == "rest_em_iteration") jsonl(m);
                 },
                 eh);
-  const double em_seconds = std::chrono::duration<double>(Clock::now() - t_em).count();
+  const double em_seconds = tiny::seconds_since(t_em);
 
   // 4. Summary and plots.
   std::int64_t mcts_total = 0, em_total = 0;
@@ -446,7 +443,7 @@ int run(const Options& o) {
   std::printf("value-model AUC on %zu held-out steps (%lld correct):", auc_label.size(), static_cast<long long>(positives));
   for (double a : auc_curve) std::printf(" %.3f", a);
   std::printf("\n");
-  std::printf("total %.0f s\n", std::chrono::duration<double>(Clock::now() - t_start).count());
+  std::printf("total %.0f s\n", tiny::seconds_since(t_start));
   jsonl({{"event", "summary"}, {"before", before}, {"rest_mcts", mcts_curve}, {"rest_em", em_curve},
          {"rest_mcts_tokens", mcts_tokens}, {"rest_em_tokens", em_tokens}, {"rest_em_n", n}, {"auc", auc_curve}});
   std::vector<double> xs;

@@ -74,15 +74,11 @@ struct Curve {
 
 int run(const Options& o) {
   using namespace kaizen;
-  torch::set_num_threads(o.threads);
-  torch::manual_seed(o.seed);
-  std::filesystem::create_directories(o.out_dir);
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = tiny::begin_run(o.out_dir, o.threads, o.seed);
   const tasks::Arithmetic task({.min_digits = 2, .max_digits = 2, .operators = "+"});
   const tasks::CharTokenizer tokenizer;
   const tasks::HeldOutSplit<tasks::Arithmetic> split(task, static_cast<std::size_t>(o.eval_prompts), o.seed + 1000);
-  std::vector<Prompt> held_out;
-  for (const auto& p : split.held_out()) held_out.push_back(tasks::make_prompt(p, tokenizer));
+  const std::vector<Prompt> held_out = tiny::held_out_prompts(split, tokenizer);
   Rng prompt_rng(o.seed + 5000);
   std::vector<Prompt> train;
   for (int i = 0; i < o.train_prompts; ++i) train.push_back(tasks::make_prompt(split.train(-1, prompt_rng), tokenizer));
@@ -176,7 +172,7 @@ int run(const Options& o) {
     }
     jsonl(r);
   });
-  const double score_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_score).count();
+  const double score_seconds = tiny::seconds_since(t_score);
   const SelfCorrectionMetrics after_score = measure();
 
   // 4. Naive two-turn SFT from the same warm start, on as many base attempt pairs as SCoRe sampled.
@@ -214,11 +210,11 @@ int run(const Options& o) {
       r["run"] = "naive_sft";
       jsonl(r);
     });
-  const double naive_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_naive).count();
+  const double naive_seconds = tiny::seconds_since(t_naive);
   const SelfCorrectionMetrics after_naive = measure();
   if (naive_curve.x.back() != static_cast<double>(o.naive_steps)) naive_curve.add(o.naive_steps, after_naive);
 
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds = tiny::seconds_since(t0);
   jsonl({{"event", "summary"}, {"before", before.to_json()}, {"score", after_score.to_json()},
          {"naive_sft", after_naive.to_json()}, {"naive_pairs_sampled", sampled},
          {"naive_pairs_kept", static_cast<std::int64_t>(pairs.size())}, {"score_seconds", score_seconds},
