@@ -18,6 +18,7 @@
 #include <kaizen/preference/hinge.hpp>
 #include <kaizen/preference/ipo.hpp>
 #include <kaizen/preference/simpo.hpp>
+#include <kaizen/torch/ops.hpp>
 
 #include "bindings.hpp"
 
@@ -115,6 +116,25 @@ PYBIND11_MODULE(_C, m) {
   m.def("masked_whiten", [](const Tensor& values, const Tensor& mask) { return pg::masked_whiten(values, mask); });
   m.def("reinforce_pp_advantages", &pg::reinforce_pp_advantages);
   m.def("reinforce_pp_baseline_advantages", &pg::reinforce_pp_baseline_advantages);
+
+  // --- the C++ ops called directly (the oracles of the custom operators' tests) ---------------------------
+  m.def("fused_linear_logprobs_reference", [](const Tensor& hidden, const Tensor& weight, const Tensor& targets,
+                                              double temperature, bool with_entropy, std::int64_t chunk_size) {
+    auto r = kaizen::ops::fused_linear_logprobs(
+        hidden, weight, targets, {.temperature = temperature, .with_entropy = with_entropy, .chunk_size = chunk_size});
+    return py::make_tuple(r.logprobs, r.entropy.defined() ? py::cast(r.entropy) : py::none());
+  });
+  m.def("sample_tokens_reference", [](const Tensor& logits, double temperature, std::int64_t top_k, double top_p,
+                                      double min_p, std::uint64_t seed) {
+    kaizen::SamplingParams params;
+    params.temperature = temperature;
+    params.top_k = top_k;
+    params.top_p = top_p;
+    params.min_p = min_p;
+    kaizen::Rng rng(seed);
+    auto r = kaizen::ops::sample_tokens(logits, params, rng);
+    return py::make_tuple(r.ids, r.sampling_logprobs, r.tempered_logprobs);
+  });
 
   // --- preference losses -------------------------------------------------------------------------------
   m.def("dpo_loss", [](const Tensor& c, const Tensor& r, const Tensor& rc, const Tensor& rr, double beta,
