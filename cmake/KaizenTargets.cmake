@@ -178,3 +178,17 @@ if(TARGET kaizen_torch AND NOT TARGET kaizen_objectives)
   endif()
   list(APPEND _kaizen_library_targets kaizen_objectives)
 endif()
+
+# --- kaizen::remote: samplers that call inference servers over HTTP (remote/), through libcurl ------------------
+# Debian: libcurl4-openssl-dev. Without it the target is not made and tests/remote registers nothing.
+if(NOT TARGET kaizen_remote)
+  find_package(CURL QUIET)
+  if(CURL_FOUND)
+    add_library(kaizen_remote INTERFACE)
+    add_library(kaizen::remote ALIAS kaizen_remote)
+    set_target_properties(kaizen_remote PROPERTIES EXPORT_NAME remote)
+    target_link_libraries(kaizen_remote INTERFACE kaizen_core CURL::libcurl)
+  else()
+    message(STATUS "kaizen: libcurl not found; kaizen::remote is not defined (scripts/setup.sh installs it)")
+  endif()
+endif()

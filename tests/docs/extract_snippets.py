@@ -22,6 +22,7 @@ TORCH = re.compile(r"#include\s*<(torch/|ATen/|kaizen/(torch|loop|models|policy_
                    r"kaizen\.hpp|core\.hpp|core/(policy|token_batch|collate|concepts)))")
 TOKENIZERS = re.compile(r"#include\s*<kaizen/tokenizers")
 REWARD = re.compile(r"#include\s*<kaizen/reward")
+REMOTE = re.compile(r"#include\s*<kaizen/remote")
 MAIN = re.compile(r"\bint\s+main\s*\(")
 
 
@@ -69,6 +70,8 @@ def main():
             name = f"{stem}_{n}"
             if TORCH.search(code):
                 target = "kaizen"
+            elif REMOTE.search(code):
+                target = "remote"
             elif TOKENIZERS.search(code):
                 target = "tokenizers"
             elif REWARD.search(code):
