@@ -6,5 +6,6 @@
 
 #include <kaizen/models/llama.hpp>
 #include <kaizen/models/llama_sampler.hpp>
+#include <kaizen/models/lora.hpp>
 #include <kaizen/models/pretrained.hpp>
 #include <kaizen/models/value_head.hpp>

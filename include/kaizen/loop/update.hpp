@@ -8,6 +8,15 @@
 //              mini-batches of `minibatch_groups` groups (0 = all); per mini-batch the policy_gradient
 //              loss on log π_θ, log π_old, log π_ref, A and the completion mask; one update per mini-batch.
 //              Returns the mean of the per-update metrics.
+//              Gradient accumulation (micro_batch_groups > 0): each mini-batch is cut into micro-batches of
+//              that many groups, run forward and backward one at a time, gradients summed, then one clip
+//              and one step. Every micro-batch's loss divides by the mini-batch's normaliser
+//              N = Σ_micro loss_normaliser(aggregation, mask) (tokens for token-mean, rows otherwise), so
+//              Σ_micro L_micro = L_minibatch under every aggregation mode and the gradients are the
+//              mini-batch's (policy_gradient/aggregation.hpp). Reported metrics: loss = Σ_micro L_micro;
+//              kl, entropy, clip fraction = token-weighted means over the micro-batches.
+//              Precision::bf16: each forward runs through Bf16Compute (loop/precision.hpp): bf16 autocast
+//              compute, fp32 master weights, fp32 gradients and AdamW state, no loss scaling.
 //
 // References: Shao et al. 2024, "DeepSeekMath" (GRPO, arXiv 2402.03300); Schulman et al. 2017, "Proximal
 // Policy Optimization" (epochs over mini-batches of one rollout batch, arXiv 1707.06347).
@@ -15,6 +24,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <utility>
 #include <vector>
@@ -30,6 +40,8 @@
 #include <kaizen/core/types.hpp>
 #include <kaizen/loop/batch.hpp>
 #include <kaizen/loop/optimizer.hpp>
+#include <kaizen/loop/precision.hpp>
+#include <kaizen/policy_gradient/aggregation.hpp>
 #include <kaizen/policy_gradient/options.hpp>
 #include <kaizen/policy_gradient/policy_loss.hpp>
 #include <kaizen/torch/logit_transform.hpp>
@@ -93,6 +105,9 @@ struct PolicyGradientUpdateOptions {
   std::int64_t epochs = 1;            ///< > 0
   std::int64_t minibatch_groups = 0;  ///< groups per update, 0 = all
   double max_grad_norm = 1.0;         ///< <= 0 = no clip
+  std::int64_t micro_batch_groups = 0;  ///< groups per forward/backward inside one update (gradient
+                                        ///< accumulation), >= 0; 0 = the whole mini-batch at once
+  Precision precision = Precision::fp32;  ///< compute precision of the forward/backward (masters stay fp32)
 };
 
 /// Epochs of shuffled group mini-batches of the policy-gradient loss (see the top of the file).
@@ -109,10 +124,18 @@ PolicyGradientStats policy_gradient_update(P& policy, torch::optim::Optimizer& o
   KAIZEN_CHECK(options.epochs > 0, "policy_gradient_update: epochs must be > 0, got ", options.epochs);
   KAIZEN_CHECK(options.minibatch_groups >= 0, "policy_gradient_update: minibatch_groups must be >= 0 (0 = all), got ",
                options.minibatch_groups);
+  KAIZEN_CHECK(options.micro_batch_groups >= 0,
+               "policy_gradient_update: micro_batch_groups must be >= 0 (0 = the whole mini-batch), got ",
+               options.micro_batch_groups);
   KAIZEN_CHECK(batch.batch_size() % options.group_size == 0, "policy_gradient_update: the batch has ",
                batch.batch_size(), " rows, not a multiple of group_size ", options.group_size);
   const std::int64_t groups = batch.batch_size() / options.group_size;
   const std::int64_t per_batch = options.minibatch_groups > 0 ? std::min(options.minibatch_groups, groups) : groups;
+  Bf16Compute<P> bf16{&policy};
+  auto logprobs_of = [&](const TokenBatch& b) {
+    return options.precision == Precision::bf16 ? loop::policy_logprobs(bf16, b, transform)
+                                                : loop::policy_logprobs(policy, b, transform);
+  };
   PolicyGradientStats stats;
   for (std::int64_t epoch = 0; epoch < options.epochs; ++epoch) {
     std::vector<std::int64_t> order(static_cast<std::size_t>(groups));
@@ -124,18 +147,49 @@ PolicyGradientStats policy_gradient_update(P& policy, torch::optim::Optimizer& o
         for (std::int64_t i = 0; i < options.group_size; ++i)
           rows.push_back(order[static_cast<std::size_t>(g)] * options.group_size + i);
       const torch::Tensor index = torch::tensor(rows, torch::kLong);
-      const TokenBatch mb = select_rows(batch, index);
-      const torch::Tensor idx = index.to(old_logprobs.device());
-      const torch::Tensor logprobs = loop::policy_logprobs(policy, mb, transform);
-      const auto out = policy_gradient::policy_loss(
-          logprobs, old_logprobs.index_select(0, idx),
-          ref_logprobs.defined() ? ref_logprobs.index_select(0, idx) : torch::Tensor(),
-          advantages.index_select(0, idx), mb.completion_mask, objective);
-      stats.grad_norm += apply_update(optimizer, params, out.loss, options.max_grad_norm);
-      stats.loss += out.metrics.loss;
-      stats.kl += out.metrics.kl;
-      stats.clip_fraction += out.metrics.clip_fraction_low + out.metrics.clip_fraction_high;
-      stats.entropy += out.metrics.entropy;
+      const std::int64_t mb_groups = static_cast<std::int64_t>(rows.size()) / options.group_size;
+      const std::int64_t per_micro =
+          options.micro_batch_groups > 0 ? std::min(options.micro_batch_groups, mb_groups) : mb_groups;
+      auto micro_loss = [&](const torch::Tensor& micro_index, std::optional<double> normaliser) {
+        const TokenBatch mb = select_rows(batch, micro_index);
+        const torch::Tensor idx = micro_index.to(old_logprobs.device());
+        return policy_gradient::policy_loss(
+            logprobs_of(mb), old_logprobs.index_select(0, idx),
+            ref_logprobs.defined() ? ref_logprobs.index_select(0, idx) : torch::Tensor(),
+            advantages.index_select(0, idx), mb.completion_mask, objective, normaliser);
+      };
+      if (per_micro == mb_groups) {  // one forward/backward for the mini-batch
+        const auto out = micro_loss(index, std::nullopt);
+        stats.grad_norm += apply_update(optimizer, params, out.loss, options.max_grad_norm);
+        stats.loss += out.metrics.loss;
+        stats.kl += out.metrics.kl;
+        stats.clip_fraction += out.metrics.clip_fraction_low + out.metrics.clip_fraction_high;
+        stats.entropy += out.metrics.entropy;
+      } else {  // gradient accumulation over micro-batches, divided by the mini-batch's normaliser
+        const double normaliser =
+            policy_gradient::loss_normaliser(objective.aggregation, select_rows(batch, index).completion_mask);
+        optimizer.zero_grad();
+        double loss = 0.0, kl = 0.0, clip = 0.0, entropy = 0.0, tokens = 0.0;
+        for (std::int64_t g = 0; g < mb_groups; g += per_micro) {
+          const std::int64_t n = std::min(per_micro, mb_groups - g) * options.group_size;
+          const auto out = micro_loss(index.narrow(0, g * options.group_size, n), normaliser);
+          out.loss.backward();
+          const double w = out.metrics.tokens;
+          loss += out.metrics.loss;
+          kl += w * out.metrics.kl;
+          clip += w * (out.metrics.clip_fraction_low + out.metrics.clip_fraction_high);
+          entropy += w * out.metrics.entropy;
+          tokens += w;
+        }
+        double grad_norm = 0.0;
+        if (options.max_grad_norm > 0.0) grad_norm = torch::nn::utils::clip_grad_norm_(params, options.max_grad_norm);
+        optimizer.step();
+        stats.grad_norm += grad_norm;
+        stats.loss += loss;
+        stats.kl += kl / tokens;
+        stats.clip_fraction += clip / tokens;
+        stats.entropy += entropy / tokens;
+      }
       ++stats.updates;
     }
   }

@@ -42,6 +42,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <utility>
 #include <string>
 #include <vector>
@@ -52,6 +53,7 @@
 #include <kaizen/core/error.hpp>
 #include <kaizen/core/token_batch.hpp>
 #include <kaizen/io/decoder_config.hpp>
+#include <kaizen/torch/checkpoint.hpp>
 
 // The decoder families live in namespace kaizen::lm (as torch/ does): a namespace kaizen::torch or kaizen::models
 // would hide ::torch or read oddly at call sites; lm:: names what they are.
@@ -75,6 +77,10 @@ struct LlamaConfig {
   bool qk_norm = false;         ///< RMSNorm of each q and k head over head_dim before RoPE (Qwen3)
   std::int64_t explicit_head_dim = 0;  ///< head_dim when > 0 (Qwen3); 0: hidden_size / num_attention_heads
   io::RopeScaling rope_scaling;        ///< rope scaling (default: none)
+  /// Training only (not part of a checkpoint's config.json): recompute each decoder layer's activations in
+  /// backward instead of keeping them (ops::checkpoint), when the forward runs with gradient and no KV cache.
+  /// Same values and gradients; less memory, one more forward of the layers per backward.
+  bool gradient_checkpointing = false;
 
   [[nodiscard]] std::int64_t head_dim() const {
     return explicit_head_dim > 0 ? explicit_head_dim : hidden_size / num_attention_heads;
@@ -294,6 +300,62 @@ class FusedRows {
   torch::Tensor weight_, bias_;
 };
 
+/// Whether the low-rank adapters of one owner (models/lora.hpp's LoraModel) take part in the forward:
+/// `enabled` false runs the frozen base (e.g. as the reference policy); `merged` says their update
+/// already lives in the base weights (W += scale · B A), so the forward adds nothing.
+struct AdapterSwitch {
+  bool enabled = true;
+  bool merged = false;
+};
+
+/// A low-rank update attached to one projection y = W x + b (models/lora.hpp creates, owns and saves them):
+///   y = W x + b + scale · B (A dropout(x)),   A [r, in], B [out, r]
+/// Dropout (probability `dropout`) acts only in training mode with gradient recording on: without gradient
+/// (sampling, frozen log-probs) the adapter is deterministic, so the sampler and the trainer agree.
+struct LowRankAdapter {
+  torch::Tensor A, B;
+  double scale = 1.0;
+  double dropout = 0.0;
+  std::shared_ptr<const AdapterSwitch> state;  ///< shared by all adapters of one owner; null = always on
+
+  /// The update s · B (A dropout(x)) in `dtype`, or an undefined tensor when there is nothing to add (adapters
+  /// off, or merged). Throws kaizen::Error for a forward the merged weights cannot give: adapters off (the
+  /// base is not stored), or with gradient into A and B.
+  [[nodiscard]] torch::Tensor update(const torch::Tensor& x, bool training, torch::ScalarType dtype) const {
+    if (state && !state->enabled) {
+      KAIZEN_CHECK(!state->merged, "LoRA: the adapters are merged into the base weights, so the model cannot run "
+                   "with adapters off; unmerge() first");
+      return {};
+    }
+    if (state && state->merged) {
+      KAIZEN_CHECK(!(torch::GradMode::is_enabled() && A.requires_grad()),
+                   "LoRA: the adapters are merged into the base weights, so a forward with gradient would not train "
+                   "them; unmerge() before training (or run without gradient)");
+      return {};
+    }
+    torch::Tensor in = x.to(A.scalar_type());
+    if (dropout > 0.0 && training && torch::GradMode::is_enabled()) in = torch::dropout(in, dropout, /*train=*/true);
+    return (torch::linear(torch::linear(in, A), B) * scale).to(dtype);
+  }
+  /// `y` (the projection's output for `x`) plus the update.
+  [[nodiscard]] torch::Tensor add_to(const torch::Tensor& y, const torch::Tensor& x, bool training) const {
+    const torch::Tensor u = update(x, training, y.scalar_type());
+    return u.defined() ? y + u : y;
+  }
+  /// Adds the update into `y` in place (a view of a fused no-gradient output keeps its layout).
+  void add_into(const torch::Tensor& y, const torch::Tensor& x, bool training) const {
+    const torch::Tensor u = update(x, training, y.scalar_type());
+    if (u.defined()) y.add_(u);
+  }
+};
+
+/// lin(x), plus the update of `adapter` when one is attached.
+[[nodiscard]] inline torch::Tensor adapted(torch::nn::Linear& lin, const std::shared_ptr<LowRankAdapter>& adapter,
+                                           const torch::Tensor& x, bool training) {
+  torch::Tensor y = lin(x);
+  return adapter ? adapter->add_to(y, x, training) : y;
+}
+
 /// (x1, x2) -> (-x2, x1) over the two halves of the last dimension.
 [[nodiscard]] inline torch::Tensor rotate_half(const torch::Tensor& x) {
   const std::int64_t half = x.size(-1) / 2;
@@ -336,10 +398,14 @@ class AttentionImpl : public torch::nn::Module {
       q = qkv.narrow(-1, 0, heads_ * head_dim_);
       k = qkv.narrow(-1, heads_ * head_dim_, kv_heads_ * head_dim_);
       v = qkv.narrow(-1, (heads_ + kv_heads_) * head_dim_, kv_heads_ * head_dim_);
+      // Adapters add into the fused output in place (no gradient here), so q/k/v keep their layout.
+      if (adapters.q_proj) adapters.q_proj->add_into(q, x, is_training());
+      if (adapters.k_proj) adapters.k_proj->add_into(k, x, is_training());
+      if (adapters.v_proj) adapters.v_proj->add_into(v, x, is_training());
     } else {
-      q = q_proj(x);
-      k = k_proj(x);
-      v = v_proj(x);
+      q = adapted(q_proj, adapters.q_proj, x, is_training());
+      k = adapted(k_proj, adapters.k_proj, x, is_training());
+      v = adapted(v_proj, adapters.v_proj, x, is_training());
     }
     q = q.view({B, T, heads_, head_dim_});
     k = k.view({B, T, kv_heads_, head_dim_});
@@ -361,10 +427,21 @@ class AttentionImpl : public torch::nn::Module {
     const torch::Tensor out =
         at::scaled_dot_product_attention(q, k, v, mask, /*dropout_p=*/0.0, /*is_causal=*/false,
                                          1.0 / std::sqrt(static_cast<double>(head_dim_)), /*enable_gqa=*/kv_heads_ != heads_);
-    return o_proj(out.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
+    return adapted(o_proj, adapters.o_proj, out.transpose(1, 2).reshape({B, T, heads_ * head_dim_}), is_training());
   }
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  /// Low-rank adapters on the projections (null: none); models/lora.hpp attaches them.
+  struct Adapters {
+    std::shared_ptr<LowRankAdapter> q_proj, k_proj, v_proj, o_proj;
+  } adapters;
+  /// The attached adapters' A and B tensors (for a caller that lists every trainable tensor the forward reads).
+  [[nodiscard]] std::vector<torch::Tensor> adapter_tensors() const {
+    std::vector<torch::Tensor> out;
+    for (const auto* a : {&adapters.q_proj, &adapters.k_proj, &adapters.v_proj, &adapters.o_proj})
+      if (*a) out.insert(out.end(), {(*a)->A, (*a)->B});
+    return out;
+  }
   RmsNorm q_norm{nullptr}, k_norm{nullptr};  ///< only with qk_norm
 
  private:
@@ -391,11 +468,28 @@ class MlpImpl : public torch::nn::Module {
     if (!torch::GradMode::is_enabled() && gate_up_.valid()) {  // one GEMM for gate and up
       const torch::Tensor gu = gate_up_.forward(x);
       const std::int64_t n = gu.size(-1) / 2;
-      return down_proj(torch::silu(gu.narrow(-1, 0, n)) * gu.narrow(-1, n, n));
+      const torch::Tensor gate = gu.narrow(-1, 0, n), up = gu.narrow(-1, n, n);
+      if (adapters.gate_proj) adapters.gate_proj->add_into(gate, x, is_training());
+      if (adapters.up_proj) adapters.up_proj->add_into(up, x, is_training());
+      return adapted(down_proj, adapters.down_proj, torch::silu(gate) * up, is_training());
     }
-    return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+    return adapted(down_proj, adapters.down_proj,
+                   torch::silu(adapted(gate_proj, adapters.gate_proj, x, is_training())) *
+                       adapted(up_proj, adapters.up_proj, x, is_training()),
+                   is_training());
   }
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  /// Low-rank adapters on the projections (null: none); models/lora.hpp attaches them.
+  struct Adapters {
+    std::shared_ptr<LowRankAdapter> gate_proj, up_proj, down_proj;
+  } adapters;
+  /// The attached adapters' A and B tensors (for a caller that lists every trainable tensor the forward reads).
+  [[nodiscard]] std::vector<torch::Tensor> adapter_tensors() const {
+    std::vector<torch::Tensor> out;
+    for (const auto* a : {&adapters.gate_proj, &adapters.up_proj, &adapters.down_proj})
+      if (*a) out.insert(out.end(), {(*a)->A, (*a)->B});
+    return out;
+  }
 
  private:
   FusedRows gate_up_;
@@ -490,6 +584,9 @@ class LlamaModel : public torch::nn::Module {
 
   [[nodiscard]] const LlamaConfig& config() const { return config_; }
 
+  /// Turns gradient checkpointing of the decoder layers on or off (LlamaConfig::gradient_checkpointing).
+  void set_gradient_checkpointing(bool on) { config_.gradient_checkpointing = on; }
+
   /// The final hidden states [B, T, H] (after the last RMSNorm) for `input_ids` [B, T] int64,
   /// `position_ids` [B, T] int64 and `attention_mask` [B, T] bool (true on real tokens).
   /// With `cache`, the call continues the cached sequence: its keys are the cache's plus this call's,
@@ -524,6 +621,21 @@ class LlamaModel : public torch::nn::Module {
 
     for (std::size_t l = 0; l < model->layers->size(); ++l) {
       auto layer = model->layers->ptr<detail::DecoderLayerImpl>(l);
+      if (config_.gradient_checkpointing && cache == nullptr && torch::GradMode::is_enabled()) {
+        // Only the layer's input is kept; its activations are recomputed in backward (torch/checkpoint.hpp).
+        h = ops::checkpoint(
+            [layer, cos, sin, mask4](const torch::Tensor& x) {
+              return layer->forward(x, cos, sin, mask4, nullptr, nullptr, 0);
+            },
+            h, [&layer] {
+              // The layer's own weights and any low-rank adapters attached to it (models/lora.hpp) receive gradients.
+              auto p = layer->parameters();
+              for (auto& t : layer->self_attn->adapter_tensors()) p.push_back(t);
+              for (auto& t : layer->mlp->adapter_tensors()) p.push_back(t);
+              return p;
+            }());
+        continue;
+      }
       h = layer->forward(h, cos, sin, mask4, cache != nullptr ? &cache->keys[l] : nullptr,
                          cache != nullptr ? &cache->values[l] : nullptr, past);
     }
