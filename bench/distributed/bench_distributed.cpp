@@ -2,16 +2,25 @@
 //   scripts/launch_local.sh 2 build/bench/distributed/bench_distributed
 //
 //   BM_allreduce_bucketed/<MiB>  GradientBuckets::all_reduce over 64 gradient tensors of a model's mix of shapes
-//                                totalling <MiB> MiB (float32): one flatten per 25 MiB bucket, one collective each
+//                                totalling <MiB> MiB (float32), 25 MiB buckets: the gradients are views of the
+//                                buckets' buffers (attached on the first iteration), so each iteration is one
+//                                in-place collective per bucket and no copy
 //   BM_allreduce_raw/<MiB>       one raw c10d allreduce (ProcessGroupGloo::allreduce + wait) of one flat tensor of the
 //                                same bytes: the engine's own speed, no flatten
+//   BM_backward_only/<MiB>       forward + backward of a 16-layer tanh MLP whose weights total <MiB> MiB (compute)
+//   BM_backward_then_raw/<MiB>   the same, then one raw c10d allreduce of a flat tensor of the same bytes (no overlap)
+//   BM_backward_overlapped/<MiB> the same through GradientBuckets::arm / finish, 4 MiB buckets: backward accumulates
+//                                into the buckets and each full bucket's all-reduce starts while backward goes on
 //   BM_grpo_step_one_process     one GRPO step (8 prompts x 4 samples, tiny Llama) on rank 0 alone (SingleProcess,
 //                                the other ranks wait), the data-parallel stages with one rank
 //   BM_grpo_step_data_parallel   the same step with the prompts and mini-batches split over every rank
 // Figures: allreduce_bucketed_over_raw (raw time / bucketed time: 1 = the bucketing costs nothing, goal >= 0.9),
+// overlap_speedup (backward_then_raw / backward_overlapped), overlap_hidden_fraction (share of the all-reduce time
+// hidden behind backward: (then_raw - overlapped) / (then_raw - backward_only)),
 // grpo_speedup (one-process time / data-parallel time) and grpo_parallel_efficiency (speedup / ranks).
 // Iteration counts are fixed: every rank must issue the same collectives.
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -85,6 +94,71 @@ void BM_allreduce_raw(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * bytes);
 }
 
+/// A 16-layer tanh MLP of square float32 weights totalling `mib` MiB, and its input.
+struct Mlp {
+  std::vector<torch::Tensor> weights;
+  torch::Tensor x;
+  explicit Mlp(std::int64_t mib) {
+    const auto d = static_cast<std::int64_t>(std::sqrt(static_cast<double>((mib << 20) / 4 / 16)));
+    torch::manual_seed(3);
+    for (int l = 0; l < 16; ++l) weights.push_back((torch::randn({d, d}) / std::sqrt(static_cast<double>(d))).requires_grad_());
+    x = torch::randn({64, d});
+  }
+  [[nodiscard]] std::int64_t bytes() const { return 16 * weights.front().numel() * 4; }
+  void backward() {
+    torch::Tensor h = x;
+    for (const auto& w : weights) h = torch::tanh(h.matmul(w));
+    h.sum().backward();
+  }
+  void zero_grad() {
+    for (auto& w : weights) w.mutable_grad() = torch::Tensor();
+  }
+};
+
+void BM_backward_only(benchmark::State& state) {
+  Mlp mlp(state.range(0));
+  g_comm->barrier();
+  for (auto _ : state) {
+    mlp.zero_grad();
+    mlp.backward();
+  }
+}
+
+void BM_backward_then_raw(benchmark::State& state) {
+  auto* c10d = dynamic_cast<kd::C10dCommunicator*>(g_comm.get());
+  if (c10d == nullptr) {
+    state.SkipWithError("needs >= 2 ranks: run under scripts/launch_local.sh 2");
+    return;
+  }
+  Mlp mlp(state.range(0));
+  torch::Tensor flat = torch::randn({mlp.bytes() / 4});
+  c10d->barrier();
+  for (auto _ : state) {
+    mlp.zero_grad();
+    mlp.backward();
+    c10d->wait(c10d->all_reduce_async(flat));
+  }
+  state.SetBytesProcessed(state.iterations() * mlp.bytes());
+}
+
+void BM_backward_overlapped(benchmark::State& state) {
+  if (g_comm->world_size() < 2) {
+    state.SkipWithError("needs >= 2 ranks: run under scripts/launch_local.sh 2");
+    return;
+  }
+  Mlp mlp(state.range(0));
+  kd::GradientBuckets buckets(*g_comm, mlp.weights, 4LL << 20);
+  g_comm->barrier();
+  for (auto _ : state) {
+    mlp.zero_grad();
+    buckets.arm();
+    mlp.backward();
+    buckets.finish();
+  }
+  state.SetBytesProcessed(state.iterations() * mlp.bytes());
+  state.counters["buckets"] = static_cast<double>(buckets.bucket_count());
+}
+
 struct GrpoBench {
   kaizen::tasks::CharTokenizer tokenizer;
   kaizen::tasks::Arithmetic task{{.min_digits = 1, .max_digits = 2, .operators = "+"}};
@@ -151,6 +225,9 @@ void BM_grpo_step_data_parallel(benchmark::State& state) {
 
 BENCHMARK(BM_allreduce_bucketed)->Arg(4)->Arg(64)->Iterations(20)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_allreduce_raw)->Arg(4)->Arg(64)->Iterations(20)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_backward_only)->Arg(16)->Iterations(10)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_backward_then_raw)->Arg(16)->Iterations(10)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_backward_overlapped)->Arg(16)->Iterations(10)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_grpo_step_one_process)->Iterations(5)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_grpo_step_data_parallel)->Iterations(5)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -169,6 +246,14 @@ int main(int argc, char** argv) {
               std::string("raw c10d allreduce time / bucketed gradient all-reduce time, ") + size +
                   " MiB float32 (1 = no overhead; goal >= 0.9)");
     }
+    const double compute = r.real_seconds("BM_backward_only/16/iterations:10/real_time");
+    const double serial = r.real_seconds("BM_backward_then_raw/16/iterations:10/real_time");
+    const double overlapped = r.real_seconds("BM_backward_overlapped/16/iterations:10/real_time");
+    f.ratio("overlap_speedup", serial / overlapped,
+            "(backward, then a raw all-reduce of the same bytes) / backward with bucketed all-reduces overlapped, "
+            "16 MiB MLP, 4 MiB buckets (> 1: the overlap pays)");
+    f.ratio("overlap_hidden_fraction", (serial - overlapped) / (serial - compute),
+            "share of the all-reduce time hidden behind backward (1 = all of it)");
     const double one = r.real_seconds("BM_grpo_step_one_process/iterations:5/real_time");
     const double dp = r.real_seconds("BM_grpo_step_data_parallel/iterations:5/real_time");
     f.ratio("grpo_speedup", one / dp, "one-process GRPO step time / data-parallel step time on the job's ranks");

@@ -105,4 +105,15 @@ TEST_CASE("Data-parallel stages on one rank: per-group seeds, the serial engine 
   CHECK(worst == 0.0);  // one rank: the same operations in the same order
   LlamaModel initial = s.model(9);
   CHECK_FALSE(torch::equal(a.parameters()[0], initial.parameters()[0]));
+
+  // What the data-parallel update does not do yet is refused, never silently ignored.
+  kaizen::loop::PolicyGradientUpdateOptions accumulate = u, bf16 = u;
+  accumulate.micro_batch_groups = 1;
+  bf16.precision = kaizen::loop::Precision::bf16;
+  REQUIRE_THROWS_WITH(kd::policy_gradient_update(&one, b, ob, pb, batch, old, {}, advantages, transform, objective,
+                                                 accumulate, rb),
+                      Catch::Contains("gradient accumulation (micro_batch_groups = 1) is not data-parallel yet"));
+  REQUIRE_THROWS_WITH(kd::policy_gradient_update(&one, b, ob, pb, batch, old, {}, advantages, transform, objective, bf16,
+                                                 rb),
+                      Catch::Contains("precision bf16 is not data-parallel yet"));
 }

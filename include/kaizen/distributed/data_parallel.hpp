@@ -2,14 +2,19 @@
 //
 //   GradientBuckets     the gradients of a parameter list, all-reduced in buckets of about `bucket_bytes`: the
 //                       parameters (in reverse order, as backward produces their gradients) are cut into
-//                       buckets of one dtype and device; each bucket is flattened once into one buffer (one
-//                       copy in), all-reduced as one collective, and copied back through views (one copy out).
+//                       buckets of one dtype and device; each bucket owns one persistent flat buffer and every
+//                       member's .grad() is a view of it (PyTorch DDP's gradient_as_bucket_view), so a bucket is
+//                       all-reduced as one collective in place, with no copy in or out.
 //                       A parameter without a gradient on this rank contributes zeros (and receives the sum).
-//                       Overlapped with backward: arm() before backward; a hook on each parameter copies its
-//                       gradient into its bucket as soon as backward produces it, and a bucket's all-reduce starts
-//                       (Communicator::start_all_reduce) once it and every earlier bucket are full, so all ranks
-//                       start the same collectives in the same order while backward goes on; finish() after
-//                       backward starts the rest, waits, and writes the sums into .grad().
+//                       Overlapped with backward: arm() before backward zeroes the buffers and sets the views as
+//                       .grad(), so backward's gradient accumulation (in place into a defined .grad()) writes
+//                       into the buckets; a hook after each parameter's accumulation (a post-hook on its
+//                       AccumulateGrad node, as DDP's reducer registers) counts it, and a bucket's all-reduce
+//                       starts (Communicator::start_all_reduce) once it and every earlier bucket are complete, so
+//                       all ranks start the same collectives in the same order while backward goes on; finish()
+//                       after backward starts the rest and waits: the sums are then in .grad().
+//                       The buffers stay allocated for the object's life (one gradient-sized copy of memory, which
+//                       the gradients themselves then use).
 //   parameter_hash      FNV-1a 64 over the raw bytes of every parameter, in order
 //   check_same_parameters  all-gathers the hash and throws kaizen::Error naming the ranks whose parameters
 //                       differ from rank 0's (run after each step in debug builds; callable anywhere)
@@ -25,6 +30,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
@@ -32,6 +38,10 @@
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
+
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include <kaizen/core/error.hpp>
 #include <kaizen/core/types.hpp>
@@ -45,9 +55,11 @@ class GradientBuckets {
   static constexpr std::int64_t kDefaultBucketBytes = 25LL << 20;  // as PyTorch DDP's default
 
   /// Buckets over `params` (kept by reference to their storage), each at most `bucket_bytes` unless one
-  /// parameter alone is larger. Throws kaizen::Error on bucket_bytes <= 0 or an undefined parameter.
+  /// parameter alone is larger; allocates each bucket's flat buffer (the gradients' storage from then on).
+  /// Throws kaizen::Error on bucket_bytes <= 0 or an undefined parameter.
   GradientBuckets(Communicator& comm, std::vector<torch::Tensor> params, std::int64_t bucket_bytes = kDefaultBucketBytes)
-      : comm_(&comm), params_(std::move(params)), where_(params_.size()) {
+      : comm_(&comm), params_(std::move(params)), where_(params_.size()), views_(params_.size()),
+        ready_(params_.size(), 0) {
     KAIZEN_CHECK(bucket_bytes > 0, "GradientBuckets: bucket_bytes must be > 0, got ", bucket_bytes);
     Bucket current;
     std::int64_t bytes = 0;
@@ -65,56 +77,78 @@ class GradientBuckets {
       }
       where_[k] = {buckets_.size(), current.numel};
       current.members.push_back(k);
-      current.numels.push_back(p.numel());
       current.numel += p.numel();
       bytes += b;
     }
     if (!current.members.empty()) buckets_.push_back(std::move(current));
+    torch::NoGradGuard no_grad;
+    for (Bucket& bucket : buckets_) {
+      const torch::Tensor& first = params_[bucket.members.front()];
+      bucket.flat = torch::zeros({bucket.numel}, first.options().requires_grad(false));
+      // Plain tensors over the buffer's memory (each holds the buffer alive), not autograd views: the optimisers'
+      // zero_grad() detaches .grad() in place, which a view refuses.
+      for (std::size_t k : bucket.members) {
+        const std::int64_t offset = where_[k].offset * static_cast<std::int64_t>(bucket.flat.element_size());
+        views_[k] = torch::from_blob(static_cast<char*>(bucket.flat.data_ptr()) + offset, params_[k].sizes(),
+                                     [keep = bucket.flat](void*) { (void)keep; }, bucket.flat.options());
+      }
+    }
   }
   GradientBuckets(const GradientBuckets&) = delete;
   GradientBuckets& operator=(const GradientBuckets&) = delete;
   ~GradientBuckets() {
-    for (const auto& [k, handle] : hooks_) params_[k].remove_hook(handle);
+    for (auto& [accumulator, key] : hooks_) accumulator->del_post_hook(key);
   }
 
   [[nodiscard]] std::size_t bucket_count() const noexcept { return buckets_.size(); }
   /// Parameter indices of bucket `b`, in the order they are packed.
   [[nodiscard]] const std::vector<std::size_t>& bucket(std::size_t b) const { return buckets_.at(b).members; }
-
-  /// All-reduces every parameter's .grad() with `op` (sum for a loss normalised over the global batch, mean
-  /// for one normalised per rank), bucket by bucket; afterwards every rank holds the same gradients.
-  void all_reduce(ReduceOp op = ReduceOp::sum) {
-    torch::NoGradGuard no_grad;
-    for (Bucket& bucket : buckets_) {
-      std::vector<torch::Tensor> flat_parts;
-      flat_parts.reserve(bucket.members.size());
-      for (std::size_t k : bucket.members) {
-        torch::Tensor& p = params_[k];
-        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-        flat_parts.push_back(p.grad().reshape({-1}));
-      }
-      torch::Tensor flat = torch::cat(flat_parts);  // the bucket's one flatten
-      comm_->all_reduce(flat, op);
-      const std::vector<torch::Tensor> views = flat.split_with_sizes(bucket.numels);
-      for (std::size_t i = 0; i < bucket.members.size(); ++i) {
-        torch::Tensor g = params_[bucket.members[i]].mutable_grad();
-        g.copy_(views[i].view_as(g));
-      }
-    }
+  /// The flat buffer of bucket `b` (every member's .grad() is a view of it once attached).
+  [[nodiscard]] const torch::Tensor& buffer(std::size_t b) const { return buckets_.at(b).flat; }
+  /// Whether parameter `k`'s .grad() is its view into its bucket's buffer.
+  [[nodiscard]] bool attached(std::size_t k) const {
+    const torch::Tensor& g = params_.at(k).grad();
+    return g.defined() && g.data_ptr() == views_[k].data_ptr() && g.sizes() == views_[k].sizes();
   }
 
-  /// Overlap mode, step 1 (before backward; the .grad() of every parameter must be undefined, e.g. after
-  /// optimizer.zero_grad()): clears the buckets and lets the hooks collect the gradients backward produces.
+  /// All-reduces every parameter's .grad() with `op` (sum for a loss normalised over the global batch, mean
+  /// for one normalised per rank), one collective per bucket, in place on the buffers; afterwards every rank
+  /// holds the same gradients. A gradient that is not yet a view of its bucket is copied in once and replaced
+  /// by the view (an undefined one by zeros); from then on this costs no copy.
+  void all_reduce(ReduceOp op = ReduceOp::sum) {
+    KAIZEN_CHECK(!armed_, "GradientBuckets::all_reduce: armed for backward; call finish() instead");
+    torch::NoGradGuard no_grad;
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      if (attached(k)) continue;
+      torch::Tensor& p = params_[k];
+      if (p.grad().defined()) views_[k].copy_(p.grad());
+      else views_[k].zero_();
+      p.mutable_grad() = views_[k];
+    }
+    for (Bucket& bucket : buckets_) comm_->all_reduce(bucket.flat, op);
+  }
+
+  /// Overlap mode, step 1 (before backward): zeroes the buckets and makes every .grad() its view, so backward
+  /// accumulates straight into the buffers; a hook after each parameter's accumulation starts a bucket's
+  /// all-reduce once it and every earlier bucket are complete. A .grad() that is defined and not such a view
+  /// (a gradient this object did not make) is an error: zero the gradients first (optimizer.zero_grad()).
+  /// One backward per arm(): a second gradient for a parameter whose bucket was started throws.
   void arm(ReduceOp op = ReduceOp::sum) {
     KAIZEN_CHECK(!armed_, "GradientBuckets::arm: already armed; call finish() after backward");
-    if (hooks_.empty()) install_hooks();
+    if (!hooked_) install_hooks();
     for (std::size_t k = 0; k < params_.size(); ++k)
-      KAIZEN_CHECK(!params_[k].grad().defined(), "GradientBuckets::arm: parameter ", k, " already has a gradient; "
-                   "zero the gradients with set_to_none (optimizer.zero_grad()) before backward");
+      KAIZEN_CHECK(!params_[k].grad().defined() || attached(k), "GradientBuckets::arm: parameter ", k,
+                   " already has a gradient; zero the gradients with set_to_none (optimizer.zero_grad()) before "
+                   "backward");
+    torch::NoGradGuard no_grad;
     for (Bucket& b : buckets_) {
-      if (!b.flat.defined()) b.flat = torch::empty({b.numel}, params_[b.members.front()].options().requires_grad(false));
       b.flat.zero_();
       b.ready = 0;
+      b.started = false;
+    }
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      ready_[k] = 0;
+      params_[k].mutable_grad() = views_[k];
     }
     op_ = op;
     next_ = 0;
@@ -123,35 +157,26 @@ class GradientBuckets {
   }
 
   /// Overlap mode, step 2 (after backward, or instead of it on a rank with nothing to back-propagate): starts the
-  /// buckets not yet started (missing gradients count as zeros), waits for all, and writes the reduced values into
-  /// every parameter's .grad().
+  /// buckets not yet started (missing gradients are the zeros arm() wrote) and waits for all; the sums are then in
+  /// every parameter's .grad() (views of the buffers), with no copy.
   void finish() {
     KAIZEN_CHECK(armed_, "GradientBuckets::finish: not armed; call arm() before backward");
     armed_ = false;
-    torch::NoGradGuard no_grad;
     while (next_ < buckets_.size()) start(next_++);
     for (auto& w : waits_) w();
     waits_.clear();
-    for (Bucket& b : buckets_) {
-      const std::vector<torch::Tensor> views = b.flat.split_with_sizes(b.numels);
-      for (std::size_t i = 0; i < b.members.size(); ++i) {
-        torch::Tensor& p = params_[b.members[i]];
-        if (p.grad().defined()) {
-          p.mutable_grad().copy_(views[i].view_as(p));
-        } else {
-          p.mutable_grad() = views[i].view_as(p).clone();
-        }
-      }
-    }
+    for (std::size_t k = 0; k < params_.size(); ++k)
+      KAIZEN_CHECK(attached(k), "GradientBuckets::finish: the .grad() of parameter ", k, " was replaced during "
+                   "backward (a hook or a gradient that does not accumulate in place); its sum is lost");
   }
 
  private:
   struct Bucket {
     std::vector<std::size_t> members;
-    std::vector<std::int64_t> numels;
     std::int64_t numel = 0;
-    torch::Tensor flat;      // overlap mode: the bucket's buffer
-    std::size_t ready = 0;   // overlap mode: members whose gradient arrived
+    torch::Tensor flat;      // the bucket's buffer: its members' gradients are views of it
+    std::size_t ready = 0;   // overlap mode: members whose gradient was accumulated
+    bool started = false;    // overlap mode: its all-reduce was started
   };
   struct Place {
     std::size_t bucket = 0;
@@ -159,30 +184,45 @@ class GradientBuckets {
   };
 
   void install_hooks() {
+    hooked_ = true;
     for (std::size_t k = 0; k < params_.size(); ++k) {
       if (!params_[k].requires_grad()) continue;
-      hooks_.emplace_back(k, params_[k].register_hook([this, k](const torch::Tensor& grad) { on_gradient(k, grad); }));
+      std::shared_ptr<torch::autograd::Node> accumulator = torch::autograd::impl::grad_accumulator(params_[k]);
+      KAIZEN_CHECK(accumulator != nullptr, "GradientBuckets: parameter ", k, " is not a leaf tensor that requires "
+                   "grad; bucket the parameters of a model");
+      const std::uintptr_t key = accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+          [this, k](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+            on_accumulated(k);
+            return outputs;
+          }));
+      hooks_.emplace_back(std::move(accumulator), key);  // kept alive, so every graph uses this accumulator
     }
   }
-  void on_gradient(std::size_t k, const torch::Tensor& grad) {
+  void on_accumulated(std::size_t k) {
     if (!armed_) return;
-    torch::NoGradGuard no_grad;
     Bucket& b = buckets_[where_[k].bucket];
-    b.flat.narrow(0, where_[k].offset, params_[k].numel()).copy_(grad.reshape({-1}));
-    ++b.ready;
+    KAIZEN_CHECK(!b.started, "GradientBuckets: parameter ", k, " received a gradient after its bucket's all-reduce "
+                 "started; run one backward between arm() and finish()");
+    if (ready_[k]++ == 0) ++b.ready;
     while (next_ < buckets_.size() && buckets_[next_].ready == buckets_[next_].members.size()) start(next_++);
   }
-  void start(std::size_t b) { waits_.push_back(comm_->start_all_reduce(buckets_[b].flat, op_)); }
+  void start(std::size_t b) {
+    buckets_[b].started = true;
+    waits_.push_back(comm_->start_all_reduce(buckets_[b].flat, op_));
+  }
 
   Communicator* comm_;
   std::vector<torch::Tensor> params_;
   std::vector<Place> where_;
+  std::vector<torch::Tensor> views_;  // per parameter: its gradient's place in its bucket's buffer
+  std::vector<std::uint8_t> ready_;   // overlap mode: per parameter, accumulated in this backward
   std::vector<Bucket> buckets_;
-  std::vector<std::pair<std::size_t, unsigned>> hooks_;
+  std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, std::uintptr_t>> hooks_;
   std::vector<std::function<void()>> waits_;
   ReduceOp op_ = ReduceOp::sum;
   std::size_t next_ = 0;
   bool armed_ = false;
+  bool hooked_ = false;
 };
 
 /// FNV-1a 64 of the raw bytes of every tensor, in order (CPU copies of device tensors).

@@ -26,6 +26,12 @@
 // gradient. Metrics: {"event":"offline_preference","step","loss","reward_accuracy","margin","chosen_reward",
 // "rejected_reward","grad_norm"} and {"event":"offline_preference_eval","step",...same without grad_norm}.
 //
+// Data parallel (config.communicator set): every rank draws the same batch; its pairs are split over the ranks,
+// each rank back-propagates its pairs' losses divided by the whole batch's pair count and the gradients are summed
+// (distributed::sharded_mean_update), so N ranks train the one-process model up to summation order; metrics are
+// the whole batch's; every rank evaluates the whole evaluation split. Not for kto (z0 is a statistic of the whole
+// batch) nor a batch-token NLL (orpo / cpo with NllNormalisation::batch_tokens): those throw kaizen::Error.
+//
 // References: Rafailov et al. 2023 (DPO, arXiv 2305.18290); Azar et al. 2023 (IPO, arXiv 2310.12036);
 // Ethayarajh et al. 2024 (KTO, arXiv 2402.01306); Hong et al. 2024 (ORPO, arXiv 2403.07691); Meng et al. 2024
 // (SimPO, arXiv 2405.14734); Xu et al. 2024 (CPO, arXiv 2401.08417).
@@ -37,6 +43,7 @@
 #include <filesystem>
 #include <fstream>
 #include <istream>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -54,6 +61,9 @@
 #include <kaizen/core/rng.hpp>
 #include <kaizen/core/token_batch.hpp>
 #include <kaizen/core/types.hpp>
+#include <kaizen/distributed/communicator.hpp>
+#include <kaizen/distributed/data_parallel.hpp>
+#include <kaizen/distributed/data_parallel_stages.hpp>
 #include <kaizen/loop/batch.hpp>
 #include <kaizen/loop/metrics.hpp>
 #include <kaizen/loop/optimizer.hpp>
@@ -199,6 +209,9 @@ struct OfflinePreferenceConfig {
   preference::OrpoOptions orpo{};
   preference::SimpoOptions simpo{};
   preference::CpoOptions cpo{};
+  /// Data parallel: the collectives of this rank's job (same config, data and initial weights on every rank).
+  /// Null: one process, unchanged.
+  distributed::Communicator* communicator = nullptr;
 };
 
 /// The loss names offline_preference accepts, comma-separated.
@@ -418,6 +431,18 @@ OfflinePreferenceResult offline_preference(P& policy, const PreferenceDataset& t
   torch::optim::AdamW optimizer =
       make_adamw(params, {.learning_rate = config.learning_rate, .weight_decay = config.weight_decay});
   Rng rng(config.seed);
+  distributed::Communicator* const comm = config.communicator;
+  std::unique_ptr<distributed::GradientBuckets> buckets;
+  if (comm != nullptr) {
+    KAIZEN_CHECK(!kto, fn, ": the kto loss is not data-parallel (its KL baseline z0 is a statistic of the whole "
+                 "batch); run it without a communicator");
+    const bool batch_tokens = (loss == "orpo" && config.orpo.nll.normalisation == preference::NllNormalisation::batch_tokens) ||
+                              (loss == "cpo" && config.cpo.nll.normalisation == preference::NllNormalisation::batch_tokens);
+    KAIZEN_CHECK(!batch_tokens, fn, ": the ", loss, " loss with a batch-token NLL (NllNormalisation::batch_tokens) "
+                 "is not data-parallel; use per_sequence or run without a communicator");
+    distributed::check_same_parameters(*comm, params, fn);  // same start on every rank
+    buckets = std::make_unique<distributed::GradientBuckets>(*comm, params);
+  }
   OfflinePreferenceResult result;
   auto report = [&](nlohmann::json m) {
     if (on_metrics) on_metrics(m);
@@ -449,11 +474,33 @@ OfflinePreferenceResult offline_preference(P& policy, const PreferenceDataset& t
       if (i < train.pairs.size()) pairs.push_back(&train.pairs[i]);
       else unpaired.push_back(&train.unpaired[i - train.pairs.size()]);
     }
-    const preference::PreferenceLoss out =
-        offline_preference_loss(policy, reference, std::span<const PreferenceExample* const>(pairs),
-                                std::span<const UnpairedExample* const>(unpaired), config, false);
-    const double grad_norm = apply_update(optimizer, params, out.loss, config.max_grad_norm);
-    nlohmann::json j = detail::to_metrics(out, static_cast<std::int64_t>(pairs.size() + unpaired.size())).to_json();
+    nlohmann::json j;
+    double grad_norm = 0.0;
+    if (comm == nullptr) {
+      const preference::PreferenceLoss out =
+          offline_preference_loss(policy, reference, std::span<const PreferenceExample* const>(pairs),
+                                  std::span<const UnpairedExample* const>(unpaired), config, false);
+      grad_norm = apply_update(optimizer, params, out.loss, config.max_grad_norm);
+      j = detail::to_metrics(out, static_cast<std::int64_t>(pairs.size() + unpaired.size())).to_json();
+    } else {  // the pairs split over the ranks; metrics as sums weighted by each part's pair count
+      auto shard = [&](std::int64_t begin, std::int64_t end) {
+        const auto part = std::span<const PreferenceExample* const>(pairs).subspan(
+            static_cast<std::size_t>(begin), static_cast<std::size_t>(end - begin));
+        const preference::PreferenceLoss out = offline_preference_loss(policy, reference, part, {}, config, false);
+        const OfflinePreferenceMetrics m = detail::to_metrics(out, end - begin);
+        const auto n = static_cast<double>(end - begin);
+        return std::pair{out.per_example, std::vector<double>{m.loss * n, m.reward_accuracy * n, m.margin * n,
+                                                              m.chosen_reward * n, m.rejected_reward * n}};
+      };
+      const auto count = static_cast<std::int64_t>(pairs.size());
+      const distributed::ShardedUpdate u =
+          distributed::sharded_mean_update(*comm, optimizer, params, count, 5, shard, config.max_grad_norm, *buckets);
+      const auto n = static_cast<double>(count);
+      grad_norm = u.grad_norm;
+      j = OfflinePreferenceMetrics{.loss = u.sums[0] / n, .reward_accuracy = u.sums[1] / n, .margin = u.sums[2] / n,
+                                   .chosen_reward = u.sums[3] / n, .rejected_reward = u.sums[4] / n,
+                                   .examples = count}.to_json();
+    }
     j["event"] = "offline_preference";
     j["step"] = step;
     j["grad_norm"] = grad_norm;

@@ -13,6 +13,12 @@
 //   4. improve: π_t = SFT of π_0 (restart_from_base, ReST-EM/STaR) or of π_{t-1} on D_t: `sft_steps` steps (or
 //               ceil(sft_epochs·|D_t| / batch_size)) of batch_size examples drawn uniformly with replacement,
 //               fresh AdamW each iteration; an empty D_t skips the steps (π_t = π_0 or π_{t-1})
+// Data parallel (config.communicator set): every rank runs the same engine, so the ranks agree on the subset, the
+// SFT batches and D_t without sending them; grow and rationalisation split the prompts over the ranks, each prompt
+// sampled in its own call seeded from the call's one engine draw (distributed::rollout_groups / sample_groups) and
+// all-gathered, so D_t does not depend on the number of ranks; each SFT step splits the batch's rows over the
+// ranks and sums the gradients (distributed::sft_update); rank 0 writes the checkpoints (then a barrier), which
+// hold nothing that depends on the number of ranks, so a run resumes on any number. Null: one process, unchanged.
 // Every random draw (subset, sampler seeds, SFT batches) comes from the loop's engine; the checkpoint holds
 // the policy, the optimiser, the engine, the phase (grow or improve), the SFT step within the iteration,
 // D_t, the tuned knobs, and the base snapshot (base.pt), so a run resumed mid-iteration is bit-equal to the
@@ -45,6 +51,9 @@
 #include <kaizen/core/rng.hpp>
 #include <kaizen/core/sampler.hpp>
 #include <kaizen/core/types.hpp>
+#include <kaizen/distributed/communicator.hpp>
+#include <kaizen/distributed/data_parallel.hpp>
+#include <kaizen/distributed/data_parallel_stages.hpp>
 #include <kaizen/loop/checkpoint.hpp>
 #include <kaizen/loop/metrics.hpp>
 #include <kaizen/loop/optimizer.hpp>
@@ -75,6 +84,9 @@ struct SelfTrainingConfig {
   std::filesystem::path resume_from;
   std::int64_t stop_after_sft_steps = 0;    ///< > 0: stop (with a checkpoint) once this many SFT steps are done in
                                             ///< total — an interruption, for tests and time-boxed runs
+  /// Data parallel (see the top of the file): this rank's job; same config, prompts and initial weights on every
+  /// rank. Null: one process, unchanged.
+  distributed::Communicator* communicator = nullptr;
 };
 
 /// Per-iteration customisation: B-STaR's tuning, STaR's hint, monitors and evaluation.
@@ -163,6 +175,12 @@ SelfTrainingResult self_train(P& policy, S& sampler, R& reward, std::span<const 
                ": rationalisation_samples must be >= 1, got ", hooks.rationalisation_samples);
   const std::vector<torch::Tensor> params = policy.parameters();
   auto optimizer = std::make_unique<torch::optim::AdamW>(make_adamw(params, config.optimizer));
+  distributed::Communicator* const comm = config.communicator;
+  std::unique_ptr<distributed::GradientBuckets> buckets;
+  if (comm != nullptr) {
+    distributed::check_same_parameters(*comm, params, who);  // same start on every rank
+    buckets = std::make_unique<distributed::GradientBuckets>(*comm, params);
+  }
 
   // The loop's state beyond LoopState: phase, SFT step within the iteration, D_t, tuned knobs.
   LoopState state;  // state.step = SFT steps done in total
@@ -207,8 +225,11 @@ SelfTrainingResult self_train(P& policy, S& sampler, R& reward, std::span<const 
                    {"threshold", rule.threshold},
                    {"cap", rule.cap},
                    {"record", record}};
-    save_checkpoint(config.checkpoint_dir, policy, *optimizer, state);
-    save_snapshot(config.checkpoint_dir / "base.pt", base);
+    if (comm == nullptr || comm->rank() == 0) {
+      save_checkpoint(config.checkpoint_dir, policy, *optimizer, state);
+      save_snapshot(config.checkpoint_dir / "base.pt", base);
+    }
+    if (comm != nullptr) comm->barrier();  // the checkpoint is complete when any rank goes on
   };
   const bool checkpointing = config.checkpoint_every > 0;
 
@@ -235,7 +256,8 @@ SelfTrainingResult self_train(P& policy, S& sampler, R& reward, std::span<const 
       for (std::size_t start = 0; start < chosen.size(); start += chunk) {
         const std::span<const Prompt> part =
             std::span<const Prompt>(chosen).subspan(start, std::min(chunk, chosen.size() - start));
-        for (Group& g : rollout_groups(sampler, reward, part, config.samples_per_prompt, sampling, state.rng, who))
+        for (Group& g : distributed::rollout_groups(comm, sampler, reward, part, config.samples_per_prompt, sampling,
+                                                    state.rng, who))
           groups.push_back(std::move(g));
       }
       // 2. Filter: what the rule keeps.
@@ -268,7 +290,8 @@ SelfTrainingResult self_train(P& policy, S& sampler, R& reward, std::span<const 
         for (std::size_t start = 0; start < hinted.size(); start += chunk) {
           const std::span<const Prompt> part =
               std::span<const Prompt>(hinted).subspan(start, std::min(chunk, hinted.size() - start));
-          for (Completion& c : sample_groups(sampler, part, hooks.rationalisation_samples, sampling, state.rng, who))
+          for (Completion& c : distributed::sample_groups(comm, sampler, part, hooks.rationalisation_samples, sampling,
+                                                          state.rng, who))
             completions.push_back(std::move(c));
         }
         const auto Nr = static_cast<std::size_t>(hooks.rationalisation_samples);
@@ -318,7 +341,8 @@ SelfTrainingResult self_train(P& policy, S& sampler, R& reward, std::span<const 
       }
       std::vector<Rollout> batch;
       for (std::int64_t i = 0; i < config.batch_size; ++i) batch.push_back(dataset[uniform_index(state.rng, dataset.size())]);
-      const SftStepResult s = sft_step(policy, *optimizer, params, std::move(batch), config.collate, config.max_grad_norm);
+      const SftStepResult s = distributed::sft_step(comm, policy, *optimizer, params, std::move(batch), config.collate,
+                                                    config.max_grad_norm, buckets.get());
       ++iteration_step;
       ++state.step;
       if (on_metrics)

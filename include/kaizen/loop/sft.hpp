@@ -2,13 +2,17 @@
 // of reference completions given their prompts,
 //   L(θ) = − Σ_b Σ_t m_bt log π_θ(y_bt | x_b, y_b,<t) / Σ_b Σ_t m_bt     (token mean over the batch),
 // with AdamW and global gradient-norm clipping (the sft_loss and apply_update stages of loop/update.hpp and
-// loop/optimizer.hpp). A short warm start gives the policy a non-zero success
+// loop/optimizer.hpp). With `config.communicator` set the run is data-parallel: every rank draws the same
+// examples, back-propagates its block of each batch, and the gradients are summed over the ranks
+// (distributed::sft_update), so N ranks train the one-process model up to floating-point summation order.
+// A short warm start gives the policy a non-zero success
 // rate, which group-relative RL needs: a group whose samples all fail has zero advantage.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -19,6 +23,9 @@
 #include <kaizen/core/policy.hpp>
 #include <kaizen/core/rng.hpp>
 #include <kaizen/core/types.hpp>
+#include <kaizen/distributed/communicator.hpp>
+#include <kaizen/distributed/data_parallel.hpp>
+#include <kaizen/distributed/data_parallel_stages.hpp>
 #include <kaizen/loop/metrics.hpp>
 #include <kaizen/loop/optimizer.hpp>
 #include <kaizen/loop/update.hpp>
@@ -38,6 +45,9 @@ struct SftConfig {
   /// true ends the run there (e.g. "the policy now solves 20 % of a probe set": enough reward for RL).
   std::function<bool(std::int64_t steps_done)> stop_when = {};
   std::int64_t stop_check_every = 100;  ///< > 0 when stop_when is set
+  /// Data parallel: the collectives of this rank's job (same config and initial weights on every rank; stop_when
+  /// must answer the same on every rank). Null: one process, unchanged.
+  distributed::Communicator* communicator = nullptr;
 };
 
 /// Runs `config.steps` steps of SFT on `policy`. `examples(rng)` returns one Rollout whose `prompt`
@@ -66,6 +76,12 @@ double supervised_finetune(P& policy, Examples& examples, const SftConfig& confi
   std::vector<torch::Tensor> params = policy.parameters();
   torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(config.learning_rate).weight_decay(config.weight_decay));
   Rng rng(config.seed);
+  distributed::Communicator* const comm = config.communicator;
+  std::unique_ptr<distributed::GradientBuckets> buckets;
+  if (comm != nullptr) {
+    distributed::check_same_parameters(*comm, params, "supervised_finetune");  // same start on every rank
+    buckets = std::make_unique<distributed::GradientBuckets>(*comm, params);
+  }
   double last = 0.0;
   for (std::int64_t step = 0; step < config.steps; ++step) {
     std::vector<Rollout> batch;
@@ -78,12 +94,10 @@ double supervised_finetune(P& policy, Examples& examples, const SftConfig& confi
       batch.push_back(std::move(r));
     }
     const TokenBatch tb = collate(std::span<const Rollout>(batch), config.collate);
-    const torch::Tensor loss = sft_loss(policy, tb);
-    apply_update(optimizer, params, loss, config.max_grad_norm);
-    last = loss.item<double>();
-    if (on_metrics) {
-      on_metrics({{"event", "sft"}, {"step", step + 1}, {"loss", last}, {"tokens", tb.completion_mask.sum().item<double>()}});
-    }
+    const SftStepResult s =
+        distributed::sft_update(comm, policy, optimizer, params, tb, config.max_grad_norm, buckets.get());
+    last = s.loss;
+    if (on_metrics) on_metrics({{"event", "sft"}, {"step", step + 1}, {"loss", last}, {"tokens", s.tokens}});
     if (config.stop_when && (step + 1) % config.stop_check_every == 0 && config.stop_when(step + 1)) break;
   }
   return last;
