@@ -15,6 +15,8 @@
 #include <kaizen/loop/multi_turn.hpp>
 #include <kaizen/loop/offline_preference.hpp>
 #include <kaizen/loop/policy_gradient.hpp>
+#include <kaizen/loop/ppo.hpp>
+#include <kaizen/loop/precision.hpp>
 #include <kaizen/loop/optimizer.hpp>
 #include <kaizen/loop/prompts.hpp>
 #include <kaizen/loop/rejection_sampling.hpp>
@@ -23,10 +25,12 @@
 #include <kaizen/loop/rollout.hpp>
 #include <kaizen/loop/score.hpp>
 #include <kaizen/loop/self_rewarding.hpp>
+#include <kaizen/loop/self_play.hpp>
 #include <kaizen/loop/self_training.hpp>
 #include <kaizen/loop/sharpening.hpp>
 #include <kaizen/loop/sft.hpp>
 #include <kaizen/loop/snapshot.hpp>
 #include <kaizen/loop/star.hpp>
 #include <kaizen/loop/steps.hpp>
+#include <kaizen/loop/tensorboard.hpp>
 #include <kaizen/loop/update.hpp>

@@ -8,6 +8,7 @@
 #include <kaizen/search/games/game_problem.hpp>
 #include <kaizen/search/games/tic_tac_toe.hpp>
 #include <kaizen/search/best_of_n.hpp>
+#include <kaizen/search/deepening_sampler.hpp>
 #include <kaizen/search/iterative_deepening.hpp>
 #include <kaizen/search/mcts.hpp>
 #include <kaizen/search/merge.hpp>

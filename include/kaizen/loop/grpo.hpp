@@ -38,6 +38,7 @@
 #include <kaizen/core/types.hpp>
 #include <kaizen/loop/metrics.hpp>
 #include <kaizen/loop/policy_gradient.hpp>
+#include <kaizen/loop/precision.hpp>
 #include <kaizen/loop/prompts.hpp>
 #include <kaizen/policy_gradient/advantages.hpp>
 #include <kaizen/policy_gradient/dapo.hpp>
@@ -60,6 +61,8 @@ struct GrpoConfig {
   double beta1 = 0.9;                    ///< AdamW
   double beta2 = 0.99;                   ///< AdamW
   double max_grad_norm = 1.0;            ///< global gradient-norm clip; <= 0 = off
+  std::int64_t micro_batch_groups = 0;   ///< gradient accumulation: groups per forward/backward (0 = off)
+  Precision precision = Precision::fp32; ///< bf16 = autocast compute, fp32 weights and optimiser state
   SamplingParams sampling{};             ///< how rollouts are drawn (its seed is replaced every step)
   policy_gradient::GroupAdvantageOptions advantages{};
   bool dynamic_sampling = false;         ///< drop groups whose rewards are all equal (DAPO)
@@ -83,6 +86,8 @@ inline void check_config(const GrpoConfig& c) {
   KAIZEN_CHECK(c.prompts_per_step > 0, "grpo: prompts_per_step must be > 0, got ", c.prompts_per_step);
   KAIZEN_CHECK(c.epochs > 0, "grpo: epochs must be > 0, got ", c.epochs);
   KAIZEN_CHECK(c.minibatch_groups >= 0, "grpo: minibatch_groups must be >= 0 (0 = all), got ", c.minibatch_groups);
+  KAIZEN_CHECK(c.micro_batch_groups >= 0, "grpo: micro_batch_groups must be >= 0 (0 = the whole mini-batch), got ",
+               c.micro_batch_groups);
   KAIZEN_CHECK(c.learning_rate > 0.0, "grpo: learning_rate must be > 0, got ", c.learning_rate);
   KAIZEN_CHECK(c.weight_decay >= 0.0, "grpo: weight_decay must be >= 0, got ", c.weight_decay);
   KAIZEN_CHECK(c.warmup_steps >= 0, "grpo: warmup_steps must be >= 0, got ", c.warmup_steps);
@@ -108,6 +113,8 @@ inline void check_config(const GrpoConfig& c) {
   out.dynamic_sampling = c.dynamic_sampling;
   out.max_refill_rounds = c.max_refill_rounds;
   out.seed = c.seed;
+  out.micro_batch_groups = c.micro_batch_groups;
+  out.precision = c.precision;
   out.collate = c.collate;
   out.checkpoint_every = c.checkpoint_every;
   out.checkpoint_dir = c.checkpoint_dir;

@@ -54,6 +54,7 @@
 #include <kaizen/loop/checkpoint.hpp>
 #include <kaizen/loop/metrics.hpp>
 #include <kaizen/loop/optimizer.hpp>
+#include <kaizen/loop/precision.hpp>
 #include <kaizen/loop/prompts.hpp>
 #include <kaizen/loop/rollout.hpp>
 #include <kaizen/loop/update.hpp>
@@ -76,6 +77,9 @@ struct PolicyGradientConfig {
   double beta1 = 0.9;                    ///< AdamW
   double beta2 = 0.99;                   ///< AdamW
   double max_grad_norm = 1.0;            ///< global gradient-norm clip; <= 0 = off
+  std::int64_t micro_batch_groups = 0;   ///< gradient accumulation: groups per forward/backward, >= 0 (0 = the
+                                         ///< whole mini-batch); the loss equals the full mini-batch's (update.hpp)
+  Precision precision = Precision::fp32; ///< bf16 = autocast compute, fp32 weights and optimiser state (precision.hpp)
   SamplingParams sampling{};             ///< how rollouts are drawn (its seed is replaced every step)
   std::string advantage_estimator = "grpo";  ///< the built-in estimator, by name, when the loop is called
                                              ///< without one (policy_gradient::kAdvantageEstimatorNames)
@@ -109,6 +113,8 @@ inline void check_config(const PolicyGradientConfig& c, std::int64_t min_group_s
   KAIZEN_CHECK(c.prompts_per_step > 0, n, ": prompts_per_step must be > 0, got ", c.prompts_per_step);
   KAIZEN_CHECK(c.epochs > 0, n, ": epochs must be > 0, got ", c.epochs);
   KAIZEN_CHECK(c.minibatch_groups >= 0, n, ": minibatch_groups must be >= 0 (0 = all), got ", c.minibatch_groups);
+  KAIZEN_CHECK(c.micro_batch_groups >= 0, n, ": micro_batch_groups must be >= 0 (0 = the whole mini-batch), got ",
+               c.micro_batch_groups);
   KAIZEN_CHECK(c.learning_rate > 0.0, n, ": learning_rate must be > 0, got ", c.learning_rate);
   KAIZEN_CHECK(c.weight_decay >= 0.0, n, ": weight_decay must be >= 0, got ", c.weight_decay);
   KAIZEN_CHECK(c.warmup_steps >= 0, n, ": warmup_steps must be >= 0, got ", c.warmup_steps);
@@ -292,7 +298,9 @@ PolicyGradientResult policy_gradient_loop(P& policy, S& sampler, R& reward, Src&
                                           objective,
                                           {.group_size = config.group_size, .epochs = config.epochs,
                                            .minibatch_groups = config.minibatch_groups,
-                                           .max_grad_norm = config.max_grad_norm},
+                                           .max_grad_norm = config.max_grad_norm,
+                                           .micro_batch_groups = config.micro_batch_groups,
+                                           .precision = config.precision},
                                           state.rng)
           .write_to(metrics);
     }

@@ -25,6 +25,9 @@
 // ("... is the last step correct?"), p = exp(l_yes) / (exp(l_yes) + exp(l_no)) from the policy's
 // next-token logits at the prompt's last token (= σ(l_yes − l_no)); no extra weights.
 //
+// For PPO (loop/ppo.hpp), token_values(batch) gives the raw head output per token, [B, T]: column t is
+// V(s_t) = w · h_{t−1} + b, the value of the state that generates token t (no σ: returns are unbounded).
+//
 // Errors: paths longer than the trunk's context, step positions outside their row, targets outside
 // [0, 1] or non-finite, a non-finite value (diverged weights) - kaizen::Error with the values.
 //
@@ -148,6 +151,19 @@ class ValueModel : public torch::nn::Module {
     const torch::Tensor h = trunk->forward(batch.input_ids, batch.position_ids, batch.attention_mask);  // [B, T, H]
     const torch::Tensor picked = h.index({batch.rows, batch.cols});                                    // [N, H]
     return head(picked).squeeze(-1).to(torch::kFloat);
+  }
+
+  /// Per-token values for PPO (loop/ppo.hpp's Critic): [B, T] float32 aligned with batch.input_ids, where
+  /// column t holds V(s_t), the value of the state that generates token t: the head's raw output w · h_{t-1}
+  /// + b at the hidden state of column t − 1 (unbounded, no σ), and 0 at column 0. With right padding every
+  /// completion token's state is inside the row. Throws kaizen::Error when the rows are longer than the
+  /// trunk's context.
+  [[nodiscard]] torch::Tensor token_values(const TokenBatch& batch) {
+    KAIZEN_CHECK(batch.length() <= config().max_position_embeddings, "ValueModel::token_values: the batch has ",
+                 batch.length(), " columns but the model's context is ", config().max_position_embeddings);
+    const torch::Tensor h = trunk->forward(batch.input_ids, batch.position_ids, batch.attention_mask);  // [B, T, H]
+    const torch::Tensor z = head(h).squeeze(-1).to(torch::kFloat);                                     // [B, T]
+    return torch::cat({torch::zeros({z.size(0), 1}, z.options()), z.narrow(1, 0, z.size(1) - 1)}, 1);
   }
 
   /// Values σ(z) ∈ (0, 1) of every scored step of `batch`, [N] float32.
