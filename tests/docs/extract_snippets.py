@@ -12,12 +12,14 @@ only when their content changes, so an unchanged snippet is not recompiled.
 
 Every block must be a complete translation unit: its own #includes, declarations at namespace scope,
 statements inside functions. That is the point: a reader can paste any block into a file and compile it.
+A block fenced ```cpp-fragment is shown as C++ but not compiled (an excerpt that names a surrounding program's
+variables); use it sparingly, and point to the example it comes from.
 """
 import os
 import re
 import sys
 
-FENCE = re.compile(r"^(\s*)```(cpp|c\+\+)\b(.*)$")
+FENCE = re.compile(r"^(\s*)```(cpp|c\+\+)(?![\w-])(.*)$")
 TORCH = re.compile(r"#include\s*<(torch/|ATen/|kaizen/(torch|loop|models|policy_gradient|preference|tasks|"
                    r"kaizen\.hpp|core\.hpp|core/(policy|token_batch|collate|concepts)))")
 TOKENIZERS = re.compile(r"#include\s*<kaizen/tokenizers")
