@@ -11,11 +11,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <kaizen/core/types.hpp>
+#include <kaizen/loop/steps.hpp>
 #include <kaizen/tasks.hpp>
 
 namespace countdown_steps {
@@ -163,6 +165,36 @@ double auc(const std::vector<double>& scores, const std::vector<bool>& positive)
     }
   }
   return pairs > 0.0 ? wins / pairs : 0.5;
+}
+
+/// Labels every step of a sampled solution for a step-level AUC: appends the prompt + completion tokens to
+/// `sequences`, the position after each step's last token to `ends`, and one label per step to `labels`
+/// (the step and every earlier one are valid, and the target is reached or still reachable). A completion
+/// without steps adds nothing.
+inline void label_steps(const kaizen::Prompt& prompt, const kaizen::Completion& completion,
+                        const kaizen::loop::StepSegmenter& segmenter, const kaizen::tasks::CharTokenizer& tokenizer,
+                        std::vector<std::vector<kaizen::TokenId>>& sequences,
+                        std::vector<std::vector<std::int64_t>>& ends, std::vector<bool>& labels) {
+  const Question q = *parse_question(prompt.text);
+  std::vector<std::int64_t> avail = q.numbers;
+  std::vector<kaizen::TokenId> seq = prompt.tokens;
+  std::vector<std::int64_t> step_ends;
+  bool valid = true;
+  std::size_t pos = 0;
+  for (std::size_t len : kaizen::loop::split_steps(completion.tokens, segmenter)) {
+    const std::span<const kaizen::TokenId> step = std::span<const kaizen::TokenId>(completion.tokens).subspan(pos, len);
+    pos += len;
+    seq.insert(seq.end(), step.begin(), step.end());
+    step_ends.push_back(static_cast<std::int64_t>(seq.size()));
+    std::string text = tokenizer.decode(step);
+    if (!text.empty() && text.back() == ';') text.pop_back();
+    const auto r = valid ? apply_step(text, avail) : std::nullopt;
+    valid = valid && r.has_value();
+    labels.push_back(valid && (*r == q.target || reachable(avail, q.target)));
+  }
+  if (step_ends.empty()) return;
+  sequences.push_back(std::move(seq));
+  ends.push_back(std::move(step_ends));
 }
 
 }  // namespace countdown_steps

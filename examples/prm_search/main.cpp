@@ -140,28 +140,8 @@ int run(const Options& o) {
     SamplingParams p = sampling;
     p.seed = o.seed + 555;
     const std::vector<Completion> c = sampler.sample(std::span<const Prompt>(rep), p);
-    for (std::size_t i = 0; i < c.size(); ++i) {
-      const Question q = *parse_question(rep[i].text);
-      std::vector<std::int64_t> avail = q.numbers;
-      std::vector<TokenId> seq = rep[i].tokens;
-      std::vector<std::int64_t> ends;
-      bool valid = true;
-      std::size_t pos = 0;
-      for (std::size_t len : loop::split_steps(c[i].tokens, segmenter)) {
-        const std::span<const TokenId> step = std::span<const TokenId>(c[i].tokens).subspan(pos, len);
-        pos += len;
-        seq.insert(seq.end(), step.begin(), step.end());
-        ends.push_back(static_cast<std::int64_t>(seq.size()));
-        std::string text = tokenizer.decode(step);
-        if (!text.empty() && text.back() == ';') text.pop_back();
-        const auto r = valid ? apply_step(text, avail) : std::nullopt;
-        valid = valid && r.has_value();
-        auc_label.push_back(valid && (*r == q.target || reachable(avail, q.target)));
-      }
-      if (ends.empty()) continue;
-      auc_seq.push_back(std::move(seq));
-      auc_ends.push_back(std::move(ends));
-    }
+    for (std::size_t i = 0; i < c.size(); ++i)
+      label_steps(rep[i], c[i], segmenter, tokenizer, auc_seq, auc_ends, auc_label);
   }
 
   // 2. The PRM: one ReST-MCTS* iteration with the policy frozen.
